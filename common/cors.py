@@ -1,0 +1,68 @@
+"""CORS headers and the cross-site check for cookie-authenticated writes.
+
+`ENABLE_CORS` (default on) and `CORS_ORIGIN` (comma-separated origins; empty means `*`, and then
+credentials are not allowed). A state-changing request that authenticates by cookie and comes from
+an origin that is neither this site nor an allowed one is refused (security.md item 7).
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, current_app, request
+
+from common.errors import Forbidden
+
+ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+ALLOW_HEADERS = "Content-Type, Authorization, Cache-Control, Last-Event-ID, Idempotency-Key"
+EXPOSE_HEADERS = "Retry-After, Content-Disposition"
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def allowed_origins() -> list[str]:
+    """The configured origins ([] means any origin, without credentials)."""
+    raw = current_app.config["PARLEY"].cors_origin
+    return [o.strip().rstrip("/") for o in raw.split(",") if o.strip()]
+
+
+def _add_cors_headers(response: Response) -> Response:
+    config = current_app.config["PARLEY"]
+    origin = request.headers.get("Origin")
+    if not config.enable_cors or not origin:
+        return response
+    origins = allowed_origins()
+    if not origins:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+    elif origin.rstrip("/") in origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+        response.headers.add("Vary", "Origin")
+    else:
+        return response
+    response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
+    if request.method == "OPTIONS":
+        response.headers["Access-Control-Allow-Methods"] = ALLOW_METHODS
+        response.headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+def _is_same_site(origin: str) -> bool:
+    return origin.rstrip("/") == request.host_url.rstrip("/")
+
+
+def _check_cross_site_write() -> None:
+    if request.method not in UNSAFE_METHODS or request.headers.get("Authorization"):
+        return None
+    if not (request.cookies.get("token") or request.cookies.get("anon_key")):
+        return None
+    origin = request.headers.get("Origin")
+    if origin is None:  # not a browser cross-site request (browsers send Origin on cross-site writes)
+        return None
+    if _is_same_site(origin) or origin.rstrip("/") in allowed_origins():
+        return None
+    raise Forbidden("Cross-site request refused", code="cross_site_request")
+
+
+def register_cors(app: Flask) -> None:
+    """Install the preflight answer, the cross-site check and the CORS response headers."""
+    app.before_request(_check_cross_site_write)
+    app.after_request(_add_cors_headers)

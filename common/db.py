@@ -1,0 +1,101 @@
+"""The database: dataset on SQLite (default) or PostgreSQL, used the way gevent needs.
+
+Rules (stack-notes "dataset under gevent"), enforced here once:
+- a pool big enough for many greenlets (`max_overflow=-1`), one connection per greenlet;
+- every request and background unit releases its greenlet's connection when it ends (`release`);
+- writes happen inside `with db:` (short transactions; never yield to gevent inside one);
+- the schema is explicit (migrations) and dataset never creates columns (`ensure_schema=False`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import dataset
+import sqlalchemy as sa
+from flask import current_app, g
+
+SQLITE_PRAGMAS = [
+    "PRAGMA busy_timeout=10000",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+]
+
+
+def connect(url: str) -> dataset.Database:
+    """Open a dataset database with the pool and connection settings this project relies on."""
+    is_sqlite = url.startswith("sqlite")
+    engine_kwargs: dict = {"pool_size": 10, "max_overflow": -1, "pool_pre_ping": not is_sqlite}
+    return dataset.connect(
+        url,
+        ensure_schema=False,
+        engine_kwargs=engine_kwargs,
+        on_connect_statements=list(SQLITE_PRAGMAS) if is_sqlite else None,
+        sqlite_wal_mode=True,
+    )
+
+
+def release(db: dataset.Database) -> None:
+    """Return the current greenlet's connection to the pool, rolling back anything uncommitted.
+
+    Safe to call more than once (Flask runs teardown twice for streamed responses).
+    """
+    if getattr(db.local, "tx", None):
+        db.local.tx = []
+    db._release_connection()
+
+
+def get_db() -> dataset.Database:
+    """The application's database (inside an app context)."""
+    g.db_used = True
+    return current_app.extensions["parley.db"]
+
+
+@contextmanager
+def transaction() -> Iterator[dataset.Database]:
+    """A short write transaction on the app's database; commits on success, rolls back on error."""
+    db = get_db()
+    with db as tx:
+        yield tx
+
+
+def utcnow() -> datetime:
+    """Now, as a naive UTC datetime (the form stored in the database on every backend)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def iso(value: datetime | str | None) -> str | None:
+    """Render a stored timestamp as ISO 8601 UTC with a `Z` suffix."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="milliseconds") + "Z"
+
+
+def is_postgres(db: dataset.Database) -> bool:
+    """True when the database is PostgreSQL (some statements differ, e.g. locking)."""
+    return db.is_postgres
+
+
+def execute(db: dataset.Database, sql: str, **params: object) -> int:
+    """Run a write statement inside the caller's `with db:` block; returns the affected row count."""
+    if not db.in_transaction:
+        raise RuntimeError("execute() writes must run inside `with db:` (stack-notes trap 3)")
+    return db.executable.execute(sa.text(sql), params).rowcount
+
+
+def fetch_one(db: dataset.Database, sql: str, **params: object) -> dict | None:
+    """The first row of a query as a dict, or None."""
+    for row in db.query(sql, **params):
+        return dict(row)
+    return None
+
+
+def fetch_all(db: dataset.Database, sql: str, **params: object) -> list[dict]:
+    """All rows of a query as dicts."""
+    return [dict(row) for row in db.query(sql, **params)]

@@ -1,0 +1,102 @@
+"""Shared fixtures: the real app on a real SQLite file (and PostgreSQL where a test asks for it).
+
+gevent has patched the standard library before this file is imported (tests/gevent_patch.py), exactly
+as the gunicorn gevent worker does in production, so greenlets, sockets and requests behave as there.
+"""
+
+import os
+import secrets
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from common.config import load_config
+from tests.api_client import ApiClient
+
+PG_ADMIN_URL = os.environ.get("PARLEY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PASSWORD = "correct-horse-1"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch, tmp_path):
+    """Tests never read the developer's .env or environment settings."""
+    for name in list(os.environ):
+        if name in {"DATABASE_URL", "JWT_SECRET", "ENCRYPTION_KEY", "APP_ENV", "CORS_ORIGIN", "ENABLE_CORS"}:
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def make_app(data_dir, database_url: str = "", **overrides):
+    from wsgi import create_app
+
+    config = load_config(
+        data_dir=str(data_dir),
+        database_url=database_url,
+        jwt_secret=secrets.token_urlsafe(48),
+        encryption_key=secrets.token_urlsafe(48),
+        bcrypt_rounds=4,
+        log_level="WARNING",
+        **overrides,
+    )
+    return create_app(config)
+
+
+@pytest.fixture
+def app(tmp_path):
+    application = make_app(tmp_path / "data")
+    yield application
+    application.extensions["parley.db"].close()
+
+
+@pytest.fixture
+def api(app):
+    return ApiClient(app)
+
+
+@pytest.fixture
+def admin(api):
+    """The first account: an active admin, logged in."""
+    return api.register_admin("admin", PASSWORD)
+
+
+def _postgres_available() -> bool:
+    try:
+        engine = sa.create_engine(PG_ADMIN_URL)
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A fresh PostgreSQL database for this test session (skipped, visibly, when none is reachable)."""
+    if not _postgres_available():
+        pytest.skip("PostgreSQL is not reachable at " + PG_ADMIN_URL)
+    name = f"parley_test_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_app(request, tmp_path):
+    """The app on each supported database: SQLite, then PostgreSQL (a fresh schema each test)."""
+    if request.param == "sqlite":
+        application = make_app(tmp_path / "data")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        engine.dispose()
+        application = make_app(tmp_path / "data", database_url=url)
+    yield application
+    application.extensions["parley.db"].close()
