@@ -114,7 +114,7 @@ def load_config(**overrides: object) -> Config:
     Secrets are resolved here: in production a missing or weak secret raises ConfigError; in
     development one is generated once and kept in DATA_DIR so tokens survive restarts.
     """
-    load_dotenv(override=False)
+    load_dotenv(Path.cwd() / ".env", override=False)  # the working directory's .env, if any
     cfg = Config(
         data_dir=os.environ.get("DATA_DIR", "./data"),
         database_url=os.environ.get("DATABASE_URL", ""),
