@@ -1,13 +1,14 @@
 """Login throttling shared by every worker process (the counters live in the database).
 
-A key (`acct:<login>` or `addr:<ip>`) that collects `max_failures` failed logins within the lockout
-window is locked for `lockout_seconds` from the last failure that crossed the limit.
+A key (`acct:id:<user id>`, `acct:name:<unknown login>` or `addr:<ip>`) that collects `max_failures`
+failed logins within the lockout window is locked for `lockout_seconds` from the last failure that
+crossed the limit.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dataset
 
@@ -20,10 +21,18 @@ def retry_after_seconds(db: dataset.Database, keys: list[str]) -> int | None:
     worst = None
     for key in keys:
         row = fetch_one(db, "SELECT locked_until FROM login_throttle WHERE key = :k", k=key)
-        if row and row["locked_until"] and row["locked_until"] > now:
-            remaining = math.ceil((row["locked_until"] - now).total_seconds())
+        locked_until = _as_datetime(row["locked_until"]) if row else None
+        if locked_until and locked_until > now:
+            remaining = math.ceil((locked_until - now).total_seconds())
             worst = max(worst or 0, remaining)
     return worst
+
+
+def _as_datetime(value: datetime | str | None) -> datetime | None:
+    """A timestamp read by raw SQL: a datetime on PostgreSQL, ISO text on SQLite."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)
 
 
 def record_failure(db: dataset.Database, key: str, max_failures: int, lockout_seconds: int) -> None:
