@@ -109,7 +109,11 @@ def login():
     config = _config()
     db = get_db()
     login_name = (data.get("username") or data.get("email") or "").strip().lower()
-    keys = [f"acct:{login_name}", f"addr:{request.remote_addr}"]
+    user = find_by_login(db, login_name)
+    # Per account, not per login string: the username, the email and their case variants share one
+    # counter (an unknown name gets its own, so the answer does not reveal whether an account exists).
+    account_key = f"acct:id:{user['id']}" if user else f"acct:name:{login_name}"
+    keys = [account_key, f"addr:{request.remote_addr}"]
     wait = throttle.retry_after_seconds(db, keys)
     if wait:
         raise TooManyRequests(
@@ -117,7 +121,6 @@ def login():
             code="login_throttled",
             headers={"Retry-After": str(wait)},
         )
-    user = find_by_login(db, login_name)
     if not verify_password(data["password"], user["password_hash"] if user else None, config.bcrypt_rounds):
         throttle.record_failure(db, keys[0], config.login_max_failures_per_account, config.login_lockout_seconds)
         throttle.record_failure(db, keys[1], config.login_max_failures_per_address, config.login_lockout_seconds)
