@@ -99,6 +99,18 @@ class StrictString(fields.String):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class OptionalEmail(StrictString):
+    """An optional email address: blank means none (forms send ""), otherwise a valid address, lowercased."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        if not text:
+            return None
+        validate.Length(max=320)(text)
+        validate.Email()(text)
+        return text.lower()
+
+
 class StrictInteger(fields.Integer):
     """An integer that rejects booleans and numeric strings in JSON bodies."""
 

@@ -24,7 +24,7 @@ from common.users import (
     revoke_all_tokens,
     update_user,
 )
-from common.validation import RequestSchema, StrictString, load_body
+from common.validation import OptionalEmail, RequestSchema, StrictString, load_body
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 
@@ -35,7 +35,7 @@ class RegisterSchema(RequestSchema):
         validate=validate.Regexp(USERNAME_PATTERN, error="Username must be 3-20 letters, digits or underscores."),
     )
     password = StrictString(required=True)
-    email = StrictString(load_default=None, allow_none=True, validate=[validate.Length(max=320), validate.Email()])
+    email = OptionalEmail(load_default=None, allow_none=True)
 
     @validates("password")
     def _password(self, value: str, **_kwargs) -> None:

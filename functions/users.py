@@ -27,6 +27,7 @@ from common.users import (
     username_taken,
 )
 from common.validation import (
+    OptionalEmail,
     QueryInteger,
     RequestSchema,
     StrictString,
@@ -60,7 +61,7 @@ class ListSchema(RequestSchema):
 class CreateSchema(NewPasswordMixin, RequestSchema):
     username = StrictString(required=True, **USERNAME_FIELD)
     password = StrictString(required=True)
-    email = StrictString(load_default=None, allow_none=True, validate=[validate.Length(max=320), validate.Email()])
+    email = OptionalEmail(load_default=None, allow_none=True)
     role = StrictString(load_default="USER", validate=validate.OneOf(ROLES))
     status = StrictString(load_default=ACTIVE, validate=validate.OneOf((PENDING, ACTIVE, DISABLED)))
 
