@@ -7,8 +7,8 @@ import json
 import dataset
 from sqlalchemy.exc import IntegrityError
 
-from common.db import execute, fetch_one, iso, utcnow
-from common.errors import Conflict
+from common.db import execute, fetch_all, fetch_one, is_postgres, iso, utcnow
+from common.errors import Conflict, NotFound
 
 ADMIN, USER = "ADMIN", "USER"
 ROLES = (ADMIN, USER)
@@ -131,6 +131,64 @@ def revoke_all_tokens(db: dataset.Database, user_id: int) -> None:
             id=user_id,
             now=utcnow(),
         )
+
+
+# True for a row whose change cannot leave the site without an active admin: it is not an active admin,
+# or another active admin exists. Evaluated inside the writing statement, so check and write are one step.
+_KEEPS_AN_ADMIN = (
+    "(role <> :admin_role OR status <> :active_status OR EXISTS (SELECT 1 FROM users other"
+    " WHERE other.id <> :user_id AND other.role = :admin_role AND other.status = :active_status))"
+)
+
+
+def _lock_active_admins(tx: dataset.Database) -> None:
+    """On PostgreSQL, serialise admin removals: two of them at once would each still see the other
+    admin in their snapshot. (SQLite runs one writer at a time, so the statement alone is enough.)"""
+    if is_postgres(tx):
+        fetch_all(tx, "SELECT id FROM users WHERE role = :r AND status = :s FOR UPDATE", r=ADMIN, s=ACTIVE)
+
+
+def _last_admin_or_gone(tx: dataset.Database, user_id: int) -> Exception:
+    if get_user(tx, user_id) is None:
+        return NotFound("User not found", code="user_not_found")
+    return Conflict("The last active administrator cannot be removed", code="last_admin")
+
+
+def update_user_keeping_an_admin(db: dataset.Database, user_id: int, **changes: object) -> dict:
+    """`update_user` for a change that may remove an admin (demote, disable, reject): 409 `last_admin`
+    when it would leave no active admin, checked atomically with the write."""
+    changes["updated_at"] = utcnow()
+    assignments = ", ".join(f"{column} = :{column}" for column in changes)
+    with db as tx:
+        _lock_active_admins(tx)
+        written = execute(
+            tx,
+            f"UPDATE users SET {assignments} WHERE id = :user_id AND {_KEEPS_AN_ADMIN}",
+            user_id=user_id,
+            admin_role=ADMIN,
+            active_status=ACTIVE,
+            **changes,
+        )
+        if not written:
+            raise _last_admin_or_gone(tx, user_id)
+        row = get_user(tx, user_id)
+    assert row is not None
+    return row
+
+
+def delete_user_keeping_an_admin(db: dataset.Database, user_id: int) -> None:
+    """Delete a user; 409 `last_admin` when it is the last active admin (checked atomically)."""
+    with db as tx:
+        _lock_active_admins(tx)
+        deleted = execute(
+            tx,
+            f"DELETE FROM users WHERE id = :user_id AND {_KEEPS_AN_ADMIN}",
+            user_id=user_id,
+            admin_role=ADMIN,
+            active_status=ACTIVE,
+        )
+        if not deleted:
+            raise _last_admin_or_gone(tx, user_id)
 
 
 def count_active_admins(db: dataset.Database) -> int:

@@ -9,7 +9,7 @@ from marshmallow import ValidationError, validate, validates
 
 from common.auth.actors import Actor, require_admin
 from common.auth.passwords import hash_password, password_problem
-from common.db import execute, fetch_all, fetch_one, get_db, utcnow
+from common.db import fetch_all, fetch_one, get_db, utcnow
 from common.errors import Conflict, Forbidden, NotFound, ok
 from common.users import (
     ACTIVE,
@@ -21,9 +21,11 @@ from common.users import (
     admin_user,
     count_active_admins,
     create_user,
+    delete_user_keeping_an_admin,
     get_user,
     revoke_all_tokens,
     update_user,
+    update_user_keeping_an_admin,
     username_taken,
 )
 from common.validation import (
@@ -95,7 +97,10 @@ def _target(user_id: int) -> dict:
 
 
 def _protect_admins(admin: Actor, target: dict, *, removes_admin: bool) -> None:
-    """Refuse changes that would lock the site out: acting on oneself, or the last active admin."""
+    """Refuse changes that would lock the site out: acting on oneself, or the last active admin.
+
+    The count here gives the clear early answer; the write itself re-checks atomically
+    (`update_user_keeping_an_admin`), because two admins may remove each other at the same moment."""
     if not removes_admin:
         return
     if target["id"] == admin.user_id:
@@ -165,8 +170,10 @@ def set_role(user_id: int):
     admin = require_admin()
     data = load_body(RoleSchema())
     target = _target(user_id)
-    _protect_admins(admin, target, removes_admin=target["role"] == ADMIN and data["role"] != ADMIN)
-    return ok(admin_user(update_user(get_db(), user_id, role=data["role"])))
+    removes_admin = target["role"] == ADMIN and data["role"] != ADMIN
+    _protect_admins(admin, target, removes_admin=removes_admin)
+    write = update_user_keeping_an_admin if removes_admin else update_user
+    return ok(admin_user(write(get_db(), user_id, role=data["role"])))
 
 
 @bp.post("/<int:user_id>/approve")
@@ -183,7 +190,7 @@ def reject(user_id: int):
     data = load_body(RejectSchema(), required=False)
     target = _target(user_id)
     _protect_admins(admin, target, removes_admin=True)
-    user = update_user(get_db(), user_id, status=DISABLED, rejection_reason=data.get("reason"))
+    user = update_user_keeping_an_admin(get_db(), user_id, status=DISABLED, rejection_reason=data.get("reason"))
     revoke_all_tokens(get_db(), user_id)
     return ok(admin_user(user), "User rejected")
 
@@ -198,7 +205,8 @@ def set_status(user_id: int):
     changes = {"status": data["status"], "rejection_reason": data.get("reason") if disabling else None}
     if not disabling and target.get("approved_at") is None:
         changes["approved_at"] = utcnow()
-    user = update_user(get_db(), user_id, **changes)
+    write = update_user_keeping_an_admin if disabling else update_user
+    user = write(get_db(), user_id, **changes)
     if disabling:
         revoke_all_tokens(get_db(), user_id)
     return ok(admin_user(user))
@@ -220,6 +228,5 @@ def delete(user_id: int):
     admin = require_admin()
     target = _target(user_id)
     _protect_admins(admin, target, removes_admin=True)
-    with get_db() as tx:
-        execute(tx, "DELETE FROM users WHERE id = :id", id=user_id)
+    delete_user_keeping_an_admin(get_db(), user_id)
     return ok({"id": user_id}, "User deleted")
