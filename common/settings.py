@@ -49,7 +49,10 @@ class SettingDef:
         elif self.kind is float:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError("must be a number")
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError as exc:  # a JSON integer with hundreds of digits
+                raise ValueError("is out of range") from exc
         elif self.kind is str:
             if not isinstance(value, str):
                 raise ValueError("must be a string")
