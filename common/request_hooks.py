@@ -1,17 +1,56 @@
-"""What runs around every request: timing and the one log line, cookie upkeep, releasing the
-database connection."""
+"""What runs around every request: timing and the one log line, the body gate, cookie upkeep,
+releasing the database connection.
+
+The body gate (security.md item 4): every `/api` body is a JSON object. Before any handler runs, a
+state-changing `/api` request with a body over the size limit is refused (413, without reading it),
+and a body that is not a JSON object (wrong content type 415, invalid UTF-8 or JSON, an array, a
+string, null: 400) is refused on every route, also on routes that ignore their body. Browsers can
+send text/plain and form bodies across origins without a preflight, so refusing them also closes
+that door. A view that needs more marks itself with `@accepts_body(large=True)` (MAX_UPLOAD_BODY_BYTES,
+e.g. chat with images) or `@accepts_body(form=True)` (multipart or urlencoded forms).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from flask import Flask, current_app, g, request
 
 from common.auth.cookies import clear_token_cookie, set_anon_cookie
 from common.db import release
+from common.errors import TooLarge
+from common.validation import json_body
 
 log = logging.getLogger("parley.request")
+F = TypeVar("F", bound=Callable)
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def accepts_body(*, large: bool = False, form: bool = False) -> Callable[[F], F]:
+    """Mark a view whose body may be larger (up to MAX_UPLOAD_BODY_BYTES) or a form instead of JSON."""
+
+    def mark(view: F) -> F:
+        view.parley_large_body = large  # type: ignore[attr-defined]
+        view.parley_form_body = form  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def _gate_body() -> None:
+    if request.method not in UNSAFE_METHODS or request.routing_exception is not None:
+        return  # unknown routes answer 404/405 first
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "parley_large_body", False):
+        request.max_content_length = current_app.config["PARLEY"].max_upload_body_bytes
+    limit = request.max_content_length
+    if limit is not None and request.content_length is not None and request.content_length > limit:
+        raise TooLarge("Request body is too large", code="payload_too_large")
+    if request.path.startswith("/api/") and not getattr(view, "parley_form_body", False):
+        json_body(required=False)  # parsed once here; handlers get the cached value
 
 
 def _start_timer() -> None:
@@ -44,7 +83,8 @@ def _release_connection(_exc: BaseException | None) -> None:
 
 
 def register_request_hooks(app: Flask) -> None:
-    """Install the timing, logging, cookie and connection-release hooks."""
+    """Install the timing, logging, body gate, cookie and connection-release hooks."""
     app.before_request(_start_timer)
+    app.before_request(_gate_body)
     app.after_request(_finish)
     app.teardown_request(_release_connection)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import request
+from flask import g, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from common.errors import BadRequest, UnsupportedMediaType, ValidationFailed
@@ -17,6 +17,9 @@ def json_body(*, required: bool = True) -> dict[str, Any]:
     415 for a non-JSON content type, 400 for invalid UTF-8 or JSON or a top level that is not an
     object. With required=False an empty body is read as `{}`.
     """
+    cached = g.get("parley_json_body")
+    if cached is not None:  # already parsed by the body gate (common.request_hooks)
+        return cached
     raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH before it is read
     if not raw.strip():
         if required:
@@ -35,6 +38,7 @@ def json_body(*, required: bool = True) -> dict[str, Any]:
         raise BadRequest("Request body is not valid JSON", code="invalid_json") from exc
     if not isinstance(value, dict):
         raise BadRequest("Request body must be a JSON object", code="invalid_json")
+    g.parley_json_body = value
     return value
 
 
