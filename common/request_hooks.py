@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from flask import Flask, current_app, g, request
+from werkzeug.routing import IntegerConverter
 
 from common.auth.cookies import clear_token_cookie, set_anon_cookie
 from common.db import release
@@ -27,6 +28,16 @@ from common.validation import json_body
 log = logging.getLogger("parley.request")
 F = TypeVar("F", bound=Callable)
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: PostgreSQL refuses anything larger with an error
+
+
+class IdConverter(IntegerConverter):
+    """`<int:id>` that only matches ids a database column can hold, so `/api/users/99999999999999999999`
+    is a 404 instead of an overflow error (500) in the driver."""
+
+    def __init__(self, map, *args, **kwargs) -> None:
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
 
 
 def accepts_body(*, large: bool = False, form: bool = False) -> Callable[[F], F]:
@@ -83,7 +94,11 @@ def _release_connection(_exc: BaseException | None) -> None:
 
 
 def register_request_hooks(app: Flask) -> None:
-    """Install the timing, logging, body gate, cookie and connection-release hooks."""
+    """Install the timing, logging, body gate, cookie and connection-release hooks.
+
+    Also bounds `<int:...>` route ids (the rules are compiled when blueprints are registered, which
+    the app factory does after this)."""
+    app.url_map.converters["int"] = IdConverter
     app.before_request(_start_timer)
     app.before_request(_gate_body)
     app.after_request(_finish)
