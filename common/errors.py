@@ -133,7 +133,9 @@ def register_error_handlers(app: Flask) -> None:
         if status == 404:
             return _error_response(404, f"Route {request.method} {request.path} not found", "route_not_found")
         if status == 405:
-            return _error_response(405, f"Method {request.method} not allowed for {request.path}", "method_not_allowed")
+            allow = {name: value for name, value in exc.get_headers() if name == "Allow"}
+            message = f"Method {request.method} not allowed for {request.path}"
+            return _error_response(405, message, "method_not_allowed", headers=allow)
         return _error_response(status, exc.description or exc.name, exc.name.lower().replace(" ", "_"))
 
     @app.errorhandler(Exception)
