@@ -7,6 +7,8 @@ an origin that is neither this site nor an allowed one is refused (security.md i
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Flask, Response, current_app, request
 
 from common.errors import Forbidden
@@ -46,7 +48,17 @@ def _add_cors_headers(response: Response) -> Response:
 
 
 def _is_same_site(origin: str) -> bool:
-    return origin.rstrip("/") == request.host_url.rstrip("/")
+    """True when the Origin names this host (and port). The scheme is not compared: behind a proxy that
+    ends TLS the app sees http while the browser's Origin says https."""
+    try:
+        theirs = urlsplit(origin)
+        ours = urlsplit("//" + request.host)
+        their_port, our_port = theirs.port, ours.port
+    except ValueError:
+        return False
+    if theirs.scheme not in ("http", "https") or not theirs.hostname or theirs.hostname != ours.hostname:
+        return False
+    return their_port == our_port  # both None: the default port of the scheme the browser used
 
 
 def _check_cross_site_write() -> None:
