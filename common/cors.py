@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
 
+from common.auth.actors import bearer_token
 from common.errors import Forbidden
 
 ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -62,7 +63,9 @@ def _is_same_site(origin: str) -> bool:
 
 
 def _check_cross_site_write() -> None:
-    if request.method not in UNSAFE_METHODS or request.headers.get("Authorization"):
+    # A bearer token authenticates the request by itself (cookies are then ignored); any other
+    # Authorization header leaves the cookie in charge, so it must not skip the check.
+    if request.method not in UNSAFE_METHODS or bearer_token() is not None:
         return None
     if not (request.cookies.get("token") or request.cookies.get("anon_key")):
         return None
