@@ -79,8 +79,9 @@ def load_body(schema: Schema, *, required: bool = True) -> dict[str, Any]:
 
 
 def load_args(schema: Schema) -> dict[str, Any]:
-    """Validate the query string with `schema` (repeated keys: the first value)."""
-    return load(schema, request.args.to_dict(flat=True))
+    """Validate the query string with `schema` (repeated keys: the first value; a blank value counts as
+    absent, since client screens send every filter, empty when unset)."""
+    return load(schema, {key: value for key, value in request.args.items() if value.strip()})
 
 
 class RequestSchema(Schema):
