@@ -112,8 +112,8 @@ def login():
     user = find_by_login(db, login_name)
     # Per account, not per login string: the username, the email and their case variants share one
     # counter (an unknown name gets its own, so the answer does not reveal whether an account exists).
-    account_key = f"acct:id:{user['id']}" if user else f"acct:name:{login_name}"
-    keys = [account_key, f"addr:{request.remote_addr}"]
+    account_key = throttle.account_key(user["id"]) if user else throttle.unknown_login_key(login_name)
+    keys = [account_key, throttle.address_key(request.remote_addr)]
     wait = throttle.retry_after_seconds(db, keys)
     if wait:
         raise TooManyRequests(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 from marshmallow import ValidationError, validate, validates
 
+from common.auth import throttle
 from common.auth.actors import Actor, require_admin
 from common.auth.passwords import hash_password, password_problem
 from common.db import fetch_all, fetch_one, get_db, utcnow
@@ -220,6 +221,7 @@ def reset_password(user_id: int):
     rounds = current_app.config["PARLEY"].bcrypt_rounds
     update_user(get_db(), user_id, password_hash=hash_password(data["password"], rounds))
     revoke_all_tokens(get_db(), user_id)
+    throttle.clear(get_db(), throttle.account_key(user_id))  # the new password works at once
     return ok(admin_user(get_user(get_db(), user_id)), "Password reset")
 
 

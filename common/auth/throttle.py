@@ -15,6 +15,21 @@ import dataset
 from common.db import execute, fetch_one, utcnow
 
 
+def account_key(user_id: int) -> str:
+    """The counter of an existing account, whichever login name (username, email) was typed."""
+    return f"acct:id:{user_id}"
+
+
+def unknown_login_key(login: str) -> str:
+    """The counter of a login name that matches no account."""
+    return f"acct:name:{login}"
+
+
+def address_key(address: str | None) -> str:
+    """The counter of a client address."""
+    return f"addr:{address}"
+
+
 def retry_after_seconds(db: dataset.Database, keys: list[str]) -> int | None:
     """Seconds until every given key is unlocked, or None when none is locked."""
     now = utcnow()
