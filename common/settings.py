@@ -16,7 +16,7 @@ from typing import Any
 
 import dataset
 
-from common.db import utcnow
+from common.db import execute, utcnow
 
 HEX_COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 CACHE_SECONDS = 2.0  # other workers see an admin's change within this time
@@ -194,9 +194,17 @@ class SettingsStore:
             raise SettingsInvalid(errors)
         now = utcnow()
         with self.db as tx:
-            table = tx["settings"]
             for key, value in checked.items():
-                table.upsert({"key": key, "value": json.dumps(value), "updated_at": now}, ["key"])
+                # One statement per key: two admins (or workers) saving the same key at once cannot
+                # both insert it (dataset's upsert is a find, then an insert).
+                execute(
+                    tx,
+                    "INSERT INTO settings (key, value, updated_at) VALUES (:k, :v, :now) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    k=key,
+                    v=json.dumps(value),
+                    now=now,
+                )
         self.invalidate()
         return self.all()
 
