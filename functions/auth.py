@@ -10,7 +10,7 @@ from common.auth.actors import TOKEN_COOKIE, check_user_may_act, optional_actor,
 from common.auth.cookies import clear_token_cookie, set_token_cookie
 from common.auth.passwords import hash_password, password_problem, verify_password
 from common.auth.tokens import InvalidToken, decode_token, issue_token, revoke
-from common.db import get_db, utcnow
+from common.db import fetch_one, get_db, utcnow
 from common.errors import Forbidden, TooManyRequests, Unauthorized, ok
 from common.users import (
     ACTIVE,
@@ -87,7 +87,7 @@ def register():
     data = load_body(RegisterSchema())
     db = get_db()
     settings = _settings()
-    first_account = db["users"].count() == 0
+    first_account = fetch_one(db, "SELECT COUNT(*) AS n FROM users")["n"] == 0
     if not first_account and not settings.get("registration_enabled"):
         raise Forbidden("Registration is disabled", code="registration_disabled")
     status = PENDING if settings.get("registration_approval_required") else ACTIVE
