@@ -43,7 +43,7 @@ DEMO_MODELS = (
         capabilities={"reasoning": True},
     ),
 )
-QUOTE_WORDS = 16
+QUOTE_WORDS = 12
 _SLEEP_SLICE = 0.05
 
 _OPENERS = (
@@ -53,19 +53,19 @@ _OPENERS = (
     "Nice one, let me think out loud.",
 )
 _ANGLES = (
-    "Looking at it from a practical angle, the details matter more than the big picture.",
+    "From a practical angle, the details matter more than the big picture.",
     "It seems useful to separate what is known from what still needs checking.",
     "A simple first step usually reveals most of what matters here.",
     "Breaking it into smaller parts makes the whole thing easier to reason about.",
 )
 _STEPS = (
     "I would start with the simplest case, then compare the alternatives.",
-    "I suggest writing down the goal first, then testing one idea at a time.",
+    "Write down the goal first, then test one idea at a time.",
     "Try a small example first and grow it once it behaves as expected.",
     "List the constraints, pick the most important one, and tackle it first.",
 )
 _CLOSING = (
-    "This reply comes from the built-in demo model, which runs locally without any AI provider; "
+    "This is the built-in demo model answering locally, without any AI provider; "
     "connect a real model for genuine answers."
 )
 
