@@ -22,6 +22,7 @@ reasoning           reasoning first: OpenAI ``delta.reasoning_content`` (``reaso
 think               ``<think>reasoning</think>`` inside the content, sliced into 5-char chunks so the
                     tags are split across chunks (OpenAI/Azure/Ollama; Gemini treats it as reasoning)
 no_usage            no usage (no OpenAI usage chunk, no Ollama counts, no Gemini usageMetadata)
+no_done             OpenAI/Azure: finish_reason (and usage), then the body ends without ``data: [DONE]``
 429[=N]             HTTP 429 with ``Retry-After: <retry_after>`` (1) the first N (1) times for the
                     counter key (``key=`` option, else the whole model string), then success;
                     ``times=N`` sets N too (``fake-429@key=t1,times=2``)
@@ -73,6 +74,7 @@ class Scenario:
     think: bool = False
     reasoning_field: str = "reasoning_content"
     no_usage: bool = False
+    no_done: bool = False
     fail_429: int = 0
     retry_after: str = "1"
     fail_500_once: bool = False
@@ -157,6 +159,8 @@ def _apply(sc: Scenario, tokens: list[tuple[str, str | None]]) -> None:
             sc.think = True
         elif key in ("no_usage", "nousage"):
             sc.no_usage = True
+        elif key in ("no_done", "nodone"):
+            sc.no_done = True
         elif key == "429":
             sc.fail_429 = _int(value, 1)
         elif key in ("500_once", "500once"):

@@ -530,7 +530,8 @@ class OpenAIEncoder(Encoder):
             frames.append(
                 self._frame([], usage={"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total})
             )
-        frames.append(b"data: [DONE]" + self.sep)
+        if not self.sc.no_done:
+            frames.append(b"data: [DONE]" + self.sep)
         return frames
 
     def malformed(self) -> bytes:
