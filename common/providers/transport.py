@@ -50,6 +50,7 @@ CONNECT_TIMEOUT = 10.0
 MAX_ERROR_BODY = 64 * 1024
 MAX_JSON_BODY = 32 * 1024 * 1024
 MAX_LINE = 32 * 1024 * 1024
+DRAIN_TIMEOUT = 0.25
 USER_AGENT = "Parley/0.1"
 # Headers a request may never set through connection or per-request extra headers.
 _FORBIDDEN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "te", "upgrade"})
@@ -583,8 +584,9 @@ class HTTPEventStream(ProviderStream):
     def _decode(self, resp: Any) -> Iterator[StreamEvent]:
         decoder = self._decoder_factory(resp)
         lines = LineSplitter()
+        chunks = iter_body(resp, self._label, self._idle_timeout)
         try:
-            for chunk in iter_body(resp, self._label, self._idle_timeout):
+            for chunk in chunks:
                 for line in lines.feed(chunk):
                     yield from decoder.feed_line(line)
                     if decoder.done:
@@ -597,12 +599,29 @@ class HTTPEventStream(ProviderStream):
             if not decoder.finished:
                 yield from decoder.flush_partial()
                 raise
+        if decoder.done:
+            self._drain(chunks)
         if not (decoder.done or decoder.finished):
             yield from decoder.flush_partial()
             raise UpstreamTruncatedError(f"{self._label}: the stream ended without its end marker")
         if decoder.usage is not None:
             yield decoder.usage
         yield EndOfStream()
+
+    def _drain(self, chunks: Iterator[bytes]) -> None:
+        """Read the few bytes after the end marker (the chunked terminator), briefly, so that urllib3
+        can return the connection to its pool instead of discarding it."""
+        sock = self._sock
+        try:
+            if sock is not None:
+                sock.settimeout(min(self._idle_timeout, DRAIN_TIMEOUT))
+            received = 0
+            for chunk in chunks:
+                received += len(chunk)
+                if received > MAX_ERROR_BODY:
+                    break
+        except Exception:  # the connection is simply not reused
+            pass
 
     def _abort(self) -> None:
         sock = self._sock
