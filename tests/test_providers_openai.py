@@ -275,6 +275,13 @@ def test_the_session_stays_usable_after_a_cancelled_stream(adapter, http):
     assert got.error is None and got.ended
 
 
+def test_a_finished_stream_leaves_its_connection_for_reuse(adapter, http, fake):
+    for _ in range(2):
+        assert collect(stream(adapter, http, "fake-chat@key=reuse-pool")).ended
+    clients = [e["client"] for e in fake.requests_log(model="fake-chat@key=reuse-pool")]
+    assert len(clients) == 2 and clients[0] == clients[1]
+
+
 def test_complete_chat_returns_the_whole_answer(adapter, http, fake):
     result = adapter.complete_chat(
         ChatRequest(model="fake-reasoning@key=nonstream", messages=MESSAGES), http=http, timeout=5

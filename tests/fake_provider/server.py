@@ -237,6 +237,7 @@ class Ctx:
             "provider": provider,
             "method": self.method,
             "path": self.path,
+            "client": f"{env.get('REMOTE_ADDR', '')}:{env.get('REMOTE_PORT', '')}",
             "query": self.query if "key" not in self.query else {**self.query, "key": "***"},
             "model": None,
             "scenario_header": self.headers.get("x-fake-scenario"),
