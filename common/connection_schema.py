@@ -185,7 +185,7 @@ class ConnectionSchema(RequestSchema):
     @pre_load
     def _aliases(self, data: Any, **_kwargs: Any) -> Any:
         # seed 000/001 forms call the display name "name"
-        if isinstance(data, dict) and "displayName" not in data and isinstance(data.get("name"), str):
+        if isinstance(data, dict) and "displayName" not in data and "name" in data:
             data = {**data, "displayName": data["name"]}
         return data
 
