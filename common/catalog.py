@@ -21,6 +21,7 @@ from typing import Any
 
 import dataset
 import gevent
+import gevent.event
 import sqlalchemy as sa
 from flask import Flask, current_app, has_app_context
 
@@ -38,6 +39,7 @@ ERROR_RETRY_SECONDS = 60
 FIRST_FETCH_TIMEOUT = 8.0
 REFRESH_TIMEOUT = 20.0
 _in_flight: set[int] = set()
+_first_fetches: dict[int, gevent.event.Event] = {}
 _background: list[gevent.Greenlet] = []
 
 
@@ -278,13 +280,30 @@ def _expired(value: Any, now: datetime) -> bool:
     return moment is None or moment <= now
 
 
+def _first_fetch(app: Flask, db: dataset.Database, connections: list[dict], timeout: float) -> None:
+    mine = [c for c in connections if c["id"] not in _first_fetches]
+    waits = [_first_fetches[c["id"]] for c in connections if c["id"] in _first_fetches]
+    for connection in mine:
+        _first_fetches[connection["id"]] = gevent.event.Event()
+    try:
+        material, allow_hosts = _app_values(app)
+        refresh_connections(db, mine, material=material, allow_hosts=allow_hosts, timeout=timeout)
+    finally:
+        for connection in mine:
+            _first_fetches.pop(connection["id"]).set()
+    for event in waits:
+        event.wait(timeout * 2)
+
+
 def ensure_fresh(
     db: dataset.Database, connections: list[dict], *, first_fetch_timeout: float = FIRST_FETCH_TIMEOUT
 ) -> None:
-    """Stale-while-revalidate for rows carrying ``catalog_fetched_at``/``catalog_expires_at``.
+    """Stale-while-revalidate for :func:`usable_connections` rows (``catalog_state_id``,
+    ``catalog_expires_at``).
 
-    Never-fetched connections are fetched now (short timeout; skipped inside a transaction);
-    expired ones are refreshed in the background. Needs an app context for both.
+    Never-fetched connections are fetched now (short timeout; skipped inside a transaction; a
+    greenlet finding another one already fetching it waits for that one); expired ones are
+    refreshed in the background. Needs an app context for both.
     """
     if not has_app_context():
         return
@@ -292,8 +311,7 @@ def ensure_fresh(
     now = utcnow()
     never = [c for c in connections if c.get("catalog_state_id") is None]
     if never and not db.in_transaction:
-        material, allow_hosts = _app_values(app)
-        refresh_connections(db, never, material=material, allow_hosts=allow_hosts, timeout=first_fetch_timeout)
+        _first_fetch(app, db, never, first_fetch_timeout)
     stale = [
         c["id"]
         for c in connections

@@ -34,6 +34,17 @@ def test_a_new_connection_is_fetched_on_first_read_then_served_from_the_cache(ap
     assert state["last_error"] is None
 
 
+def test_concurrent_first_reads_fetch_once_per_process(api, admin, fake):
+    import gevent
+
+    create(admin, fake, "openai", prefixId="oa")
+    fake.reset()
+    jobs = [gevent.spawn(models_of, admin) for _ in range(5)]
+    gevent.joinall(jobs, timeout=30)
+    assert all("oa.fake-chat" in job.value for job in jobs)
+    assert model_requests(fake) == 1
+
+
 def test_an_expired_cache_is_served_and_refreshed_in_the_background(api, admin, fake, app):
     conn = create(admin, fake, "openai", prefixId="oa")
     models_of(admin)
@@ -204,3 +215,40 @@ def test_an_override_may_precede_the_model(api, admin, app):
     reply = admin.put("/api/catalog/models/tags", {"connectionId": 1, "rawId": "future-model", "tags": []})
     assert reply.status == 200
     assert db_rows(app, "SELECT raw_id FROM model_overrides WHERE raw_id = 'future-model'")
+
+
+# --- every database ----------------------------------------------------------------------------------
+
+
+def test_catalog_and_overrides_on_every_database(any_db_app, fake):
+    import gevent
+
+    from tests.api_client import ApiClient
+    from tests.conftest import PASSWORD
+
+    app = any_db_app
+    root = ApiClient(app).register_admin("root", PASSWORD)
+    conn = create(root, fake, "openai", prefixId="pg", apiKey="sk-every-db-1234")
+    anon = ApiClient(app)
+    assert {"demo-chat", "demo-reasoner"} <= set(models_of(anon))
+    assert "pg.fake-chat" in models_of(root)
+    # concurrent refreshes of the same connection serialize on the catalog_state row
+    jobs = [gevent.spawn(root.post, "/api/catalog/models/refresh", {"connectionId": conn["id"]}) for _ in range(4)]
+    gevent.joinall(jobs, timeout=30)
+    assert all(j.value.status == 200 and j.value.data["failed"] == 0 for j in jobs)
+    rows = db_rows(app, "SELECT raw_id FROM catalog_models WHERE connection_id = :c", c=conn["id"])
+    assert len(rows) == len({r["raw_id"] for r in rows}) == 4
+    body = {
+        "connectionId": conn["id"],
+        "rawId": "fake-chat",
+        "context_window": 1234,
+        "access_policy": {"anonymous": "allow"},
+    }
+    puts = [gevent.spawn(root.put, "/api/catalog/models/tags", body) for _ in range(3)]
+    gevent.joinall(puts, timeout=30)
+    assert all(j.value.status == 200 for j in puts)
+    assert models_of(anon)["pg.fake-chat"]["contextWindow"] == 1234
+    assert root.put(f"/api/connections/{conn['id']}", {"baseUrl": fake.url + "/x/v1"}).code == "api_key_required"
+    assert root.delete(f"/api/connections/{conn['id']}").status == 200
+    assert db_rows(app, "SELECT * FROM model_overrides WHERE connection_id = :c", c=conn["id"]) == []
+    assert "pg.fake-chat" not in models_of(anon)
