@@ -64,7 +64,7 @@ def create_from_body(db: dataset.Database, body: Any, owner_user_id: int | None,
 def update_from_body(db: dataset.Database, row: dict, body: Any, material: str) -> dict:
     """Validate a partial update, check a changed base URL, and apply it."""
     data = load_payload(ConnectionSchema(partial=True), body)
-    if data.get("provider", row["provider"]) != "demo" and "base_url" in data and not data["base_url"]:
+    if data.get("provider", row["provider"]) != "demo" and not data.get("base_url", row["base_url"]):
         raise ApiError(
             "A base URL is required",
             status=400,
@@ -168,7 +168,7 @@ def _verify_one(connection: dict, attempt: dict, http: Any) -> dict:
         masked = None
     result = {
         "id": stored["id"] if stored else None,
-        "apiKeyLabel": attempt.get("label"),
+        "apiKeyLabel": attempt["label"] if "label" in attempt else (stored or {}).get("label"),
         "apiKeyMasked": masked,
         "hasStoredApiKey": bool(stored and stored.get("secret_encrypted")),
         "enable": bool(attempt.get("enable", True)),

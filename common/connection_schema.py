@@ -138,20 +138,21 @@ def _model_ids() -> fields.List:
 
 
 class ApiKeySchema(RequestSchema):
-    """One API key entry. An empty ``apiKey`` on an existing key keeps its stored secret."""
+    """One API key entry. On an existing key (``id``) only the fields sent change, and an empty
+    ``apiKey`` keeps its stored secret; new keys default to enabled, no label, no model ids."""
 
     id = StrictInteger(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
     label = StrictString(data_key="apiKeyLabel", allow_none=True, validate=validate.Length(max=200))
     api_key = StrictString(data_key="apiKey", allow_none=True, validate=validate.Length(max=4000))
     model_ids = _model_ids()
-    enable = StrictBoolean(load_default=True)
+    enable = StrictBoolean()
 
     @post_load
     def _clean(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
         data["api_key"] = (data.get("api_key") or "").strip() or None
-        data["model_ids"] = _dedupe(data.get("model_ids") or [])
+        if "model_ids" in data:
+            data["model_ids"] = _dedupe(data["model_ids"] or [])
         data.setdefault("id", None)
-        data.setdefault("label", None)
         return data
 
 

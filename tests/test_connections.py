@@ -161,6 +161,21 @@ def test_keys_not_listed_in_an_update_are_removed(api, admin, fake):
     assert bogus.status == 400 and bogus.code == "validation_error"
 
 
+def test_updating_a_key_changes_only_what_is_sent(api, admin, fake):
+    conn = create(
+        admin, fake, "openai", apiKeys=[{"apiKey": SECRET, "apiKeyLabel": "prod", "modelIds": ["m1"], "enable": False}]
+    )
+    key_id = conn["apiKeys"][0]["id"]
+    reply = admin.put(f"/api/connections/{conn['id']}", {"apiKeys": [{"id": key_id}]})
+    key = reply.data["apiKeys"][0]
+    assert (key["apiKeyLabel"], key["modelIds"], key["enable"], key["hasStoredApiKey"]) == ("prod", ["m1"], False, True)
+    reply = admin.put(f"/api/connections/{conn['id']}", {"apiKeys": [{"id": key_id, "enable": True, "modelIds": []}]})
+    key = reply.data["apiKeys"][0]
+    assert (key["apiKeyLabel"], key["modelIds"], key["enable"]) == ("prod", [], True)
+    demo_to_openai = admin.put("/api/connections/1", {"provider": "openai"})
+    assert demo_to_openai.status == 400 and "baseUrl" in demo_to_openai.data["fields"]
+
+
 def test_changing_the_base_url_without_a_new_key_is_refused(api, admin, fake):
     conn = create(admin, fake, "openai", apiKey=SECRET)
     moved = fake.url + "/elsewhere/v1"
