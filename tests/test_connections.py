@@ -479,3 +479,26 @@ def test_a_disabled_demo_connection_hides_its_models(api, admin):
     assert admin.put("/api/connections/1", {"enable": False}).status == 200
     assert models_of(api.with_token(None)) == {}
     assert "demo-chat" not in models_of(admin)
+
+
+def test_an_upstream_echoing_the_key_does_not_leak_it(api, admin, fake, monkeypatch):
+    from common import catalog, connection_ops
+    from common.providers import UpstreamAuthError
+
+    class Echo:
+        def __init__(self, config):
+            self.config = config
+
+        def list_models(self, **_kwargs):
+            raise UpstreamAuthError(f"Incorrect API key provided: {self.config.api_key}", status=401)
+
+        verify = list_models
+
+    monkeypatch.setattr(connection_ops, "get_adapter", Echo)
+    monkeypatch.setattr(catalog, "get_adapter", Echo)
+    conn = create(admin, fake, "openai", apiKey=SECRET)
+    verified = admin.post("/api/connections/verify", {"connectionId": conn["id"]})
+    refreshed = admin.post("/api/catalog/models/refresh", {"connectionId": conn["id"]})
+    text = json.dumps(verified.body) + json.dumps(refreshed.body)
+    assert "Incorrect API key provided: sk-...3456" in text
+    assert SECRET not in text
