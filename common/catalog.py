@@ -27,7 +27,7 @@ from flask import Flask, current_app, has_app_context
 
 from common.connections import http_client_for, keys_for, outbound_policy_for, provider_config
 from common.crypto import SecretDecryptError, mask_secret
-from common.db import execute, fetch_all, fetch_one, is_postgres, release, utcnow
+from common.db import as_datetime, execute, fetch_all, fetch_one, is_postgres, release, utcnow
 from common.outbound import OutboundError
 from common.providers import ModelInfo, ProviderError, get_adapter
 from common.tokenizer import context_window_for, max_output_tokens_for
@@ -50,17 +50,6 @@ class FetchResult:
     connection_id: int
     models: list[tuple[ModelInfo, int | None]]  # (model, id of the key that serves it)
     error: str | None = None
-
-
-def as_datetime(value: Any) -> datetime | None:
-    """A stored timestamp (datetime, or text on SQLite raw queries) as a naive UTC datetime."""
-    if value is None or isinstance(value, datetime):
-        return value
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=None) if parsed.tzinfo is None else parsed.astimezone().replace(tzinfo=None)
 
 
 def _scrub(message: str, secrets: Iterable[str | None]) -> str:

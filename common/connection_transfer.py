@@ -31,7 +31,7 @@ from common.connections import (
     outbound_policy_for,
 )
 from common.crypto import SecretDecryptError, decrypt_secret
-from common.db import fetch_all, iso, utcnow
+from common.db import fetch_all, insert, iso, utcnow
 from common.errors import Forbidden
 from common.validation import RequestSchema, StrictInteger, load
 
@@ -163,7 +163,7 @@ def _merge_keys(db: dataset.Database, row: dict, data: dict, material: str, resu
         return
     with db as tx:
         for key in new_keys:
-            tx["connection_keys"].insert({**key, "connection_id": row["id"]})
+            insert(tx, "connection_keys", {**key, "connection_id": row["id"]})
         tx["connections"].update({"id": row["id"], "updated_at": now}, ["id"])
         invalidate_catalog(tx, row["id"])
     result["addedKeys"] += len(new_keys)

@@ -24,7 +24,7 @@ from flask import current_app, has_app_context
 from common.auth.actors import Actor
 from common.connection_schema import MAX_ID, normalize_base_url
 from common.crypto import decrypt_secret, encrypt_secret, mask_parts, secret_last4, secret_prefix
-from common.db import execute, fetch_all, fetch_one, iso, utcnow
+from common.db import execute, fetch_all, fetch_one, insert, iso, utcnow
 from common.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
 from common.outbound import (
     OutboundBlocked,
@@ -223,9 +223,9 @@ def create_connection(db: dataset.Database, owner_user_id: int | None, data: dic
     with db as tx:
         values = _connection_values(data)
         values.update(owner_user_id=owner_user_id, created_at=now, updated_at=now)
-        connection_id = tx["connections"].insert(values)
+        connection_id = insert(tx, "connections", values)
         for key in keys:
-            tx["connection_keys"].insert({**key, "connection_id": connection_id})
+            insert(tx, "connection_keys", {**key, "connection_id": connection_id})
     return int(connection_id)
 
 
@@ -329,7 +329,7 @@ def update_connection(db: dataset.Database, row: dict, data: dict, material: str
         for key_id, key_values in key_changes:
             tx["connection_keys"].update({**key_values, "id": key_id}, ["id"])
         for key in new_keys:
-            tx["connection_keys"].insert({**key, "connection_id": row["id"]})
+            insert(tx, "connection_keys", {**key, "connection_id": row["id"]})
         if fetch_relevant:
             invalidate_catalog(tx, row["id"])
 

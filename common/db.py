@@ -66,14 +66,23 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def iso(value: datetime | str | None) -> str | None:
-    """Render a stored timestamp as ISO 8601 UTC with a `Z` suffix."""
+def as_datetime(value: datetime | str | None) -> datetime | None:
+    """A timestamp read by raw SQL (a datetime on PostgreSQL, ISO text on SQLite) as naive UTC."""
     if value is None:
         return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
+    if not isinstance(value, datetime):
+        try:
+            value = datetime.fromisoformat(str(value))
+        except ValueError:
+            return None
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+
+
+def iso(value: datetime | str | None) -> str | None:
+    """Render a stored timestamp as ISO 8601 UTC with a `Z` suffix."""
+    value = as_datetime(value)
+    if value is None:
+        return None
     return value.isoformat(timespec="milliseconds") + "Z"
 
 
@@ -99,3 +108,18 @@ def fetch_one(db: dataset.Database, sql: str, **params: object) -> dict | None:
 def fetch_all(db: dataset.Database, sql: str, **params: object) -> list[dict]:
     """All rows of a query as dicts."""
     return [dict(row) for row in db.query(sql, **params)]
+
+
+def insert(db: dataset.Database, table: str, row: dict) -> int:
+    """Insert one row inside the caller's `with db:` block and return its id.
+
+    Plain SQL with RETURNING (SQLite >= 3.35 and PostgreSQL): no table reflection, so a table with
+    foreign keys does not make SQLAlchemy reflect (and warn about) the tables it points to.
+    """
+    columns = list(row)
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) RETURNING id"
+    )
+    if not db.in_transaction:
+        raise RuntimeError("insert() must run inside `with db:`")
+    return int(db.executable.execute(sa.text(sql), row).scalar_one())

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 
 from common import catalog
-from common.catalog import as_datetime, refresh_all
+from common.catalog import refresh_all
 from common.crypto import encrypt_secret
-from common.db import utcnow
+from common.db import as_datetime, utcnow
 from tests.connection_helpers import create, db_row, db_rows, db_write, fake, models_of, settings, user
 
 __all__ = ["fake"]

@@ -8,11 +8,11 @@ crossed the limit.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import dataset
 
-from common.db import execute, fetch_one, utcnow
+from common.db import as_datetime, execute, fetch_one, utcnow
 
 
 def account_key(user_id: int) -> str:
@@ -36,18 +36,12 @@ def retry_after_seconds(db: dataset.Database, keys: list[str]) -> int | None:
     worst = None
     for key in keys:
         row = fetch_one(db, "SELECT locked_until FROM login_throttle WHERE key = :k", k=key)
-        locked_until = _as_datetime(row["locked_until"]) if row else None
+        locked_until = as_datetime(row["locked_until"]) if row else None
         if locked_until and locked_until > now:
             remaining = math.ceil((locked_until - now).total_seconds())
             worst = max(worst or 0, remaining)
     return worst
 
-
-def _as_datetime(value: datetime | str | None) -> datetime | None:
-    """A timestamp read by raw SQL: a datetime on PostgreSQL, ISO text on SQLite."""
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(value)
 
 
 def record_failure(db: dataset.Database, key: str, max_failures: int, lockout_seconds: int) -> None:
