@@ -15,12 +15,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from marshmallow import ValidationError, fields, post_load, pre_load, validate
 
-from common.validation import RequestSchema, StrictBoolean, StrictInteger, StrictString
+from common.validation import MAX_ID, RequestSchema, StrictBoolean, StrictInteger, StrictString
 
 PROVIDERS = ("openai", "azure_openai", "ollama", "google_genai", "demo")
 PROVIDER_ALIASES = {"azure": "azure_openai", "gemini": "google_genai", "google": "google_genai"}
 AUTH_TYPES = ("bearer", "none")
-MAX_ID = 2**31 - 1
 MAX_KEYS = 50
 MAX_MODEL_IDS = 500
 PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,40}$")

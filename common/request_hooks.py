@@ -23,12 +23,11 @@ from werkzeug.routing import IntegerConverter
 from common.auth.cookies import clear_token_cookie, set_anon_cookie
 from common.db import release
 from common.errors import TooLarge
-from common.validation import json_body
+from common.validation import MAX_ID, json_body
 
 log = logging.getLogger("parley.request")
 F = TypeVar("F", bound=Callable)
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-MAX_ID = 2**31 - 1  # ids are INTEGER columns: PostgreSQL refuses anything larger with an error
 
 
 class IdConverter(IntegerConverter):

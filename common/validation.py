@@ -128,6 +128,23 @@ class StrictInteger(fields.Integer):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: larger values are refused before they reach the database
+
+
+class IdField(StrictInteger):
+    """A row id in a JSON body: a strict integer from 1 to MAX_ID."""
+
+    def __init__(self, **kwargs):
+        super().__init__(validate=validate.Range(min=1, max=MAX_ID), **kwargs)
+
+
+class QueryId(fields.Integer):
+    """A row id in the query string."""
+
+    def __init__(self, **kwargs):
+        super().__init__(validate=validate.Range(min=1, max=MAX_ID), **kwargs)
+
+
 class StrictBoolean(fields.Boolean):
     """A JSON boolean only: no "yes", 1 or "true" strings."""
 
