@@ -11,6 +11,9 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import functions
+from common import tokenizer
+from common.chat.recovery import recover_orphans
+from common.chat.registry import GenerationRegistry
 from common.config import VERSION, Config, load_config
 from common.cors import register_cors
 from common.db import connect, release
@@ -60,6 +63,10 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["parley.db"] = db
     app.extensions["parley.settings"] = SettingsStore(db)
     app.extensions["parley.version"] = VERSION
+    registry = GenerationRegistry(app)
+    app.extensions["parley.generations"] = registry
+    tokenizer.configure(cache_dir=str(Path(config.data_dir) / "tiktoken"))
+    recover_orphans(db.engine, keep_workers={registry.worker_id})
 
     register_error_handlers(app)
     register_cors(app)

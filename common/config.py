@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 WEAK_SECRETS = {"", "secret", "changeme", "change-me", "dev", "development", "jwt_secret", "your-secret"}
 MIN_SECRET_LENGTH = 32
+SYSTEM_PROMPT_HARD_CAP = 100_000
 
 
 class ConfigError(RuntimeError):
@@ -67,6 +68,7 @@ class Config:
     login_lockout_seconds: int = 900
     web_concurrency: int = 2
     worker_connections: int = 4000
+    system_prompt_max_length: int = 12000
 
     @property
     def is_production(self) -> bool:
@@ -135,6 +137,7 @@ def load_config(**overrides: object) -> Config:
         login_lockout_seconds=_env_int("LOGIN_LOCKOUT_SECONDS", 900),
         web_concurrency=_env_int("WEB_CONCURRENCY", 2),
         worker_connections=_env_int("WORKER_CONNECTIONS", 4000),
+        system_prompt_max_length=min(_env_int("SYSTEM_PROMPT_MAX_LENGTH", 12000), SYSTEM_PROMPT_HARD_CAP),
     )
     cfg = replace(cfg, **overrides)  # type: ignore[arg-type]
     if cfg.app_env not in {"development", "production"}:

@@ -25,17 +25,45 @@ accesslog = None  # the app writes one line per request itself
 loglevel = _config.log_level.lower()
 
 
-def on_starting(server) -> None:  # noqa: ARG001 - gunicorn hook signature
-    """Apply migrations once in the master, so workers start on an up-to-date schema."""
+def _engine():
     import sqlalchemy as sa
 
+    return sa.create_engine(_config.effective_database_url, poolclass=sa.pool.NullPool)
+
+
+def on_starting(server) -> None:  # noqa: ARG001 - gunicorn hook signature
+    """Apply migrations once in the master, so workers start on an up-to-date schema, and mark the
+    answers a crashed previous run left `streaming` as interrupted."""
+    from common.chat.recovery import recover_orphans
     from common.migrations import migrate
 
     Path(_config.data_dir).mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(_config.effective_database_url)
+    engine = _engine()
     try:
         applied = migrate(engine)
         if applied:
             logging.getLogger("parley").info("migrations applied: %s", applied)
+        recover_orphans(engine)
     finally:
         engine.dispose()
+
+
+def child_exit(server, worker) -> None:  # noqa: ARG001 - gunicorn hook signature
+    """A worker died (or was killed): its unfinished answers become interrupted right away."""
+    from common.chat.recovery import recover_orphans
+
+    engine = _engine()
+    try:
+        recover_orphans(engine)
+    except Exception:  # the master must survive a database hiccup here
+        logging.getLogger("parley").exception("recovery after worker exit failed")
+    finally:
+        engine.dispose()
+
+
+def worker_exit(server, worker) -> None:  # noqa: ARG001 - gunicorn hook signature
+    """On a graceful stop, let running answers finish (within the graceful timeout) before exiting."""
+    app = getattr(worker, "wsgi", None)
+    registry = getattr(app, "extensions", {}).get("parley.generations") if app is not None else None
+    if registry is not None:
+        registry.drain(timeout=graceful_timeout - 5)

@@ -120,7 +120,7 @@ DEFINITIONS: dict[str, SettingDef] = {
         SettingDef("stream_progress_persist_interval_ms", int, 500, minimum=100, maximum=10_000),
         SettingDef("usage_emit", bool, True),
         SettingDef("usage_provider_only", bool, False),
-        SettingDef("chat_max_concurrent_streams", int, 2, minimum=1, maximum=100),
+        SettingDef("chat_max_concurrent_streams", int, 2, minimum=1, maximum=1000),
         SettingDef("chat_system_prompt", str, "", max_length=100_000),
         SettingDef("assistant_reply_history_limit", int, 5, minimum=1, maximum=50),
         SettingDef("temperature_default", float, 0.7, minimum=0.0, maximum=2.0),

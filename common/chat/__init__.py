@@ -1,0 +1,1 @@
+"""The chat engine: sessions, messages, and generations that outlive the HTTP request."""

@@ -1,0 +1,81 @@
+"""Building what the model is sent: system prompt, history truncated to the context window, the
+current message, and the output budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import dataset
+
+from common import tokenizer
+from common.db import fetch_all
+
+DEFAULT_OUTPUT_RESERVE = 1024  # kept free for the answer when the model's output limit is unknown
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The messages to send, their token count, the context limit and the max_tokens to ask for."""
+
+    messages: list[dict[str, Any]]
+    prompt_tokens: int
+    context_limit: int
+    max_tokens: int | None
+
+
+def system_prompt(session: dict, personal_prompt: str | None, default_prompt: str) -> str:
+    """Session prompt, else the user's personal prompt, else the site's chat_system_prompt."""
+    for candidate in (session.get("system_prompt"), personal_prompt, default_prompt):
+        if candidate and candidate.strip():
+            return candidate
+    return ""
+
+
+def conversation_before(db: dataset.Database, session_id: int, before_message_id: int) -> list[dict]:
+    """The conversation path before a message: each user message followed by its newest answer that
+    has text (regenerated variants are alternatives, only one of them is history)."""
+    rows = fetch_all(
+        db,
+        "SELECT id, role, content, parent_message_id, variant_index, stream_status FROM messages "
+        "WHERE session_id = :s AND id < :before ORDER BY id",
+        s=session_id,
+        before=before_message_id,
+    )
+    answers: dict[int, dict] = {}
+    for row in rows:
+        if row["role"] == "assistant" and row["content"] and row["stream_status"] != "streaming":
+            best = answers.get(row["parent_message_id"])
+            if best is None or (row["variant_index"] or 0) > (best["variant_index"] or 0):
+                answers[row["parent_message_id"]] = row
+    path: list[dict] = []
+    for row in rows:
+        if row["role"] == "user":
+            path.append({"role": "user", "content": row["content"]})
+            if row["id"] in answers:
+                path.append({"role": "assistant", "content": answers[row["id"]]["content"]})
+    return path
+
+
+def build_prompt(
+    *,
+    history: list[dict],
+    current: dict[str, Any],
+    system: str,
+    model: str,
+    context_window: int,
+    max_output_tokens: int | None,
+) -> Prompt:
+    """Fit history into `context_window - system - output reserve`, newest first by whole messages;
+    the current message is always kept."""
+    system_messages = [{"role": "system", "content": system}] if system else []
+    system_tokens = tokenizer.count_messages(system_messages, model) - 3 if system_messages else 0
+    reserve = max_output_tokens or min(DEFAULT_OUTPUT_RESERVE, context_window // 4)
+    budget = max(context_window - system_tokens - reserve, 0)
+    kept = tokenizer.truncate_history([*history, current], budget, model)
+    messages = [*system_messages, *kept]
+    prompt_tokens = tokenizer.count_messages(messages, model)
+    max_tokens = None
+    if max_output_tokens:
+        max_tokens = max(1, min(max_output_tokens, context_window - prompt_tokens))
+    return Prompt(messages, prompt_tokens, context_window, max_tokens)
