@@ -4,8 +4,8 @@ gevent has patched the standard library before this file is imported (tests/geve
 as the gunicorn gevent worker does in production, so greenlets, sockets and requests behave as there.
 """
 
+import hashlib
 import os
-import secrets
 import uuid
 
 import pytest
@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from common.config import load_config
 from tests.api_client import ApiClient
+from tests.fake_provider import FakeProvider
 
 PG_ADMIN_URL = os.environ.get("PARLEY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "correct-horse-1"
@@ -33,8 +34,9 @@ def make_app(data_dir, database_url: str = "", **overrides):
     config = load_config(
         data_dir=str(data_dir),
         database_url=database_url,
-        jwt_secret=secrets.token_urlsafe(48),
-        encryption_key=secrets.token_urlsafe(48),
+        # Two apps on one data dir are two workers of one deployment: they share their secrets.
+        jwt_secret=hashlib.sha256(f"jwt:{data_dir}".encode()).hexdigest(),
+        encryption_key=hashlib.sha256(f"enc:{data_dir}".encode()).hexdigest(),
         bcrypt_rounds=4,
         log_level="WARNING",
         **overrides,
@@ -42,11 +44,25 @@ def make_app(data_dir, database_url: str = "", **overrides):
     return create_app(config)
 
 
+def close_app(application) -> None:
+    """Stop the app's generations and close its database (the end of a worker)."""
+    application.extensions["parley.generations"].shutdown()
+    application.extensions["parley.db"].close()
+
+
 @pytest.fixture
 def app(tmp_path):
     application = make_app(tmp_path / "data")
     yield application
-    application.extensions["parley.db"].close()
+    close_app(application)
+
+
+@pytest.fixture(scope="session")
+def fake():
+    """The fake provider server (OpenAI, Azure, Ollama, Gemini wire formats), one per test session."""
+    server = FakeProvider().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -99,4 +115,4 @@ def any_db_app(request, tmp_path):
         engine.dispose()
         application = make_app(tmp_path / "data", database_url=url)
     yield application
-    application.extensions["parley.db"].close()
+    close_app(application)
