@@ -10,6 +10,7 @@ Rules (stack-notes "dataset under gevent"), enforced here once:
 from __future__ import annotations
 
 from collections.abc import Iterator
+import functools
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -91,23 +92,28 @@ def is_postgres(db: dataset.Database) -> bool:
     return db.is_postgres
 
 
+@functools.lru_cache(maxsize=1024)
+def _statement(sql: str) -> sa.TextClause:
+    # Parsing a statement's bind parameters costs more than running it on SQLite: do it once.
+    return sa.text(sql)
+
+
 def execute(db: dataset.Database, sql: str, **params: object) -> int:
     """Run a write statement inside the caller's `with db:` block; returns the affected row count."""
     if not db.in_transaction:
         raise RuntimeError("execute() writes must run inside `with db:` (stack-notes trap 3)")
-    return db.executable.execute(sa.text(sql), params).rowcount
+    return db.executable.execute(_statement(sql), params).rowcount
 
 
 def fetch_one(db: dataset.Database, sql: str, **params: object) -> dict | None:
     """The first row of a query as a dict, or None."""
-    for row in db.query(sql, **params):
-        return dict(row)
-    return None
+    row = db.executable.execute(_statement(sql), params).mappings().first()
+    return dict(row) if row is not None else None
 
 
 def fetch_all(db: dataset.Database, sql: str, **params: object) -> list[dict]:
     """All rows of a query as dicts."""
-    return [dict(row) for row in db.query(sql, **params)]
+    return [dict(row) for row in db.executable.execute(_statement(sql), params).mappings()]
 
 
 def insert(db: dataset.Database, table: str, row: dict) -> int:
@@ -122,4 +128,4 @@ def insert(db: dataset.Database, table: str, row: dict) -> int:
     )
     if not db.in_transaction:
         raise RuntimeError("insert() must run inside `with db:`")
-    return int(db.executable.execute(sa.text(sql), row).scalar_one())
+    return int(db.executable.execute(_statement(sql), row).scalar_one())
