@@ -50,7 +50,7 @@ def counters_for(db: dataset.Database, actor: Actor) -> list[Counter]:
     if actor.is_user:
         if actor.is_admin:
             return [Counter(USER, str(actor.user_id), None)]
-        user = get_user(db, actor.user_id)
+        user = actor.user or get_user(db, actor.user_id)
         custom = user.get("daily_quota") if user else None
         limit = custom if custom is not None else settings.get("default_user_daily_quota")
         return [Counter(USER, str(actor.user_id), limit)]
@@ -78,7 +78,7 @@ def snapshot(db: dataset.Database, actor: Actor) -> dict:
     used, reset_at = _used_today(db, counter, day)
     custom = None
     if actor.is_user and not actor.is_admin:
-        user = get_user(db, actor.user_id)
+        user = actor.user or get_user(db, actor.user_id)
         custom = user.get("daily_quota") if user else None
     unlimited = counter.limit is None
     return {
@@ -155,3 +155,19 @@ def release(db: dataset.Database, reservation: Reservation) -> None:
                 "WHERE scope = :s AND identifier = :i AND day = :day AND used > 0",
                 s=counter.scope, i=counter.identifier, day=reservation.day, now=utcnow(),
             )
+
+
+def reset_used(db: dataset.Database, scopes: tuple[str, ...], identifier: str | None = None) -> int:
+    """Set today's counters of these scopes (optionally one identifier) back to 0; returns how many
+    counters had units used. The admin's anonymous reset and a user's `resetUsed`."""
+    now = utcnow()
+    params: dict = {f"s{i}": scope for i, scope in enumerate(scopes)}
+    which = ", ".join(f":s{i}" for i in range(len(scopes)))
+    one = "" if identifier is None else " AND identifier = :i"
+    with db as tx:
+        return execute(
+            tx,
+            f"UPDATE quota_counters SET used = 0, last_reset_at = :now, updated_at = :now "
+            f"WHERE scope IN ({which}) AND day = :day AND used > 0{one}",
+            now=now, day=today(), i=identifier, **params,
+        )

@@ -56,7 +56,7 @@ def _current_context(db, actor, session: dict, last: dict | None) -> dict:
     except ApiError:  # the model is gone or no longer allowed: estimate with the last known limit
         window = (last or {}).get("context_limit") or settings["max_context_tokens"]
         output, raw_id = None, session.get("model_raw_id") or ""
-    personal = get_user(db, actor.user_id).get("personal_prompt") if actor.is_user else None
+    personal = (actor.user or get_user(db, actor.user_id)).get("personal_prompt") if actor.is_user else None
     history = conversation_before(db, session["id"], 2**62)
     if not history:
         return {"prompt_tokens": 0, "context_limit": window, "context_remaining": window}

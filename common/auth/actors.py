@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app, g, request
 
-from common.auth.tokens import InvalidToken, TokenClaims, decode_token, is_revoked
-from common.db import get_db
+from common.auth.tokens import InvalidToken, TokenClaims, decode_token
+from common.db import fetch_one, get_db
 from common.errors import Forbidden, Locked, Unauthorized
-from common.users import ACTIVE, ADMIN, PENDING, get_user
+from common.users import ACTIVE, ADMIN, PENDING
 
 ANON_COOKIE = "anon_key"
 TOKEN_COOKIE = "token"
@@ -34,6 +34,7 @@ class Actor:
     role: str | None = None
     via: str = "anonymous"  # "bearer" | "cookie" | "api_key" | "anonymous"
     claims: TokenClaims | None = None
+    user: dict | None = field(default=None, compare=False, repr=False)  # the row as read for this request
 
     @property
     def is_user(self) -> bool:
@@ -77,9 +78,15 @@ def user_from_token(token: str) -> tuple[dict, TokenClaims]:
         claims = decode_token(token, config.jwt_secret)
     except InvalidToken as exc:
         raise Unauthorized("Invalid or expired token", code="invalid_token") from exc
-    db = get_db()
-    user = get_user(db, claims.user_id)
-    if user is None or user["token_version"] != claims.token_version or is_revoked(db, claims.jti):
+    # One query for the user and the revocation of this token: this runs on every request.
+    user = fetch_one(
+        get_db(),
+        "SELECT u.*, EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = :jti) AS token_revoked "
+        "FROM users u WHERE u.id = :id",
+        jti=claims.jti,
+        id=claims.user_id,
+    )
+    if user is None or user.pop("token_revoked") or user["token_version"] != claims.token_version:
         raise Unauthorized("Token has been revoked", code="invalid_token")
     check_user_may_act(user)
     return user, claims
@@ -108,7 +115,10 @@ def _resolve() -> Actor | None:
             if via == "cookie":
                 g.clear_token_cookie = True
             raise
-        return Actor("user", user_id=user["id"], username=user["username"], role=user["role"], via=via, claims=claims)
+        return Actor(
+            "user", user_id=user["id"], username=user["username"], role=user["role"], via=via, claims=claims,
+            user=user,
+        )
     if not anonymous_enabled():
         return None
     key = request.cookies.get(ANON_COOKIE, "")

@@ -63,11 +63,6 @@ def decode_token(token: str, secret: str) -> TokenClaims:
         raise InvalidToken(str(exc)) from exc
 
 
-def is_revoked(db: dataset.Database, jti: str) -> bool:
-    """True when this token id was revoked by a logout."""
-    return db["revoked_tokens"].find_one(jti=jti) is not None
-
-
 def revoke(db: dataset.Database, claims: TokenClaims) -> None:
     """Revoke one token until it would have expired anyway."""
     with db as tx:

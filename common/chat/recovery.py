@@ -56,12 +56,13 @@ def recover_orphans(engine: Engine, keep_workers: set[str] | None = None) -> int
     now = utcnow()
     with engine.begin() as conn:
         running = conn.execute(sa.text(
-            "SELECT g.message_id, g.worker, g.last_seq, g.created_at, w.heartbeat_at FROM generations g "
+            "SELECT g.message_id, g.worker, g.created_at, w.heartbeat_at, (SELECT MAX(e.last_seq) FROM "
+            "generation_events e WHERE e.message_id = g.message_id) AS last_seq FROM generations g "
             "LEFT JOIN workers w ON w.id = g.worker WHERE g.state = 'running'"
         )).mappings().all()
         orphans = [r for r in running if _dead(r["worker"], r["heartbeat_at"], r["created_at"], now, keep)]
         for row in orphans:
-            _interrupt(conn, row["message_id"], row["last_seq"], now)
+            _interrupt(conn, row["message_id"], row["last_seq"] or 0, now)
         strays = conn.execute(sa.text(
             "SELECT id FROM messages WHERE stream_status = 'streaming' AND id NOT IN "
             "(SELECT message_id FROM generations WHERE state = 'running')"
@@ -89,4 +90,3 @@ def _interrupt(conn, message_id: int, last_seq: int | None, now) -> None:
             "INSERT INTO generation_events (message_id, first_seq, last_seq, events, created_at) "
             "VALUES (:m, :s, :s, :ev, :now)"
         ), {"m": message_id, "s": seq, "ev": json.dumps([[seq, event]]), "now": now})
-        conn.execute(sa.text("UPDATE generations SET last_seq = :s WHERE message_id = :m"), {"s": seq, "m": message_id})

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 
 import gevent
 from flask import Flask
@@ -37,11 +38,13 @@ class GenerationRegistry:
         self.worker_id = new_worker_id()
         self.live: dict[int, Generation] = {}
         self._watcher: gevent.Greenlet | None = None
+        self._last_beat = float("-inf")
 
     def start(self, gen: Generation, body, *args) -> None:
         """Register `gen` and run `body(*args)` in its own greenlet."""
         self.live[gen.message_id] = gen
-        self._heartbeat()
+        if time.monotonic() - self._last_beat >= HEARTBEAT_SECONDS:
+            self._heartbeat()
         gen.greenlet = gevent.spawn(body, *args)
         if self._watcher is None or self._watcher.dead:
             self._watcher = gevent.spawn(self._watch)
@@ -64,6 +67,7 @@ class GenerationRegistry:
         db = self.app.extensions["parley.db"]
         host, pid, _nonce = self.worker_id.rsplit(":", 2)
         now = utcnow()
+        self._last_beat = time.monotonic()
         with db as tx:
             execute(
                 tx,

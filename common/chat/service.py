@@ -67,7 +67,7 @@ def _prompt_for(db: dataset.Database, actor: Actor, admission: Admission, settin
         current = {"role": "user", "content": admission.content}
         before = 2**62
     history = conversation_before(db, session["id"], before) if admission.options["context_enabled"] else []
-    personal = get_user(db, actor.user_id).get("personal_prompt") if actor.is_user else None
+    personal = (actor.user or get_user(db, actor.user_id)).get("personal_prompt") if actor.is_user else None
     return build_prompt(
         history=history,
         current=current,

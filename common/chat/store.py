@@ -49,28 +49,30 @@ def create_turn(
         if db.is_postgres:  # serialise the count-then-insert per owner (SQLite's write lock already does)
             tx.query("SELECT pg_advisory_xact_lock(hashtext(:o))", o=owner)
         if reply_to is None:
-            user_id = insert(tx, "messages", {
+            user = {
                 "session_id": session["id"], "role": "user", "content": content or "",
                 "client_message_id": client_message_id, "images": json.dumps(images), "stream_cursor": 0,
                 "created_at": now, "updated_at": now,
-            })
+            }
+            user["id"] = insert(tx, "messages", user)
         else:
-            user_id = reply_to["id"]
+            user = reply_to
         variant = fetch_one(
             tx, "SELECT COALESCE(MAX(variant_index), 0) + 1 AS v FROM messages WHERE parent_message_id = :p",
-            p=user_id,
+            p=user["id"],
         )["v"]
-        assistant_id = insert(tx, "messages", {
-            "session_id": session["id"], "role": "assistant", "content": "", "parent_message_id": user_id,
+        assistant = {
+            "session_id": session["id"], "role": "assistant", "content": "", "parent_message_id": user["id"],
             "variant_index": variant, "client_message_id": assistant_client_id, "stream_status": "streaming",
             "stream_cursor": 0, "images": "[]", "model": model_label, "created_at": now, "updated_at": now,
-        })
+        }
+        assistant["id"] = insert(tx, "messages", assistant)
         registered = execute(
             tx,
             "INSERT INTO generations (message_id, session_id, owner, worker, state, cancel_requested, last_seq, "
             "created_at) SELECT :mid, :sid, :owner, :worker, 'running', :no, 0, :now WHERE (SELECT COUNT(*) "
             "FROM generations WHERE owner = :owner AND state = 'running') < :limit",
-            mid=assistant_id, sid=session["id"], owner=owner, worker=worker, no=False, now=now,
+            mid=assistant["id"], sid=session["id"], owner=owner, worker=worker, no=False, now=now,
             limit=max_concurrent,
         )
         if registered != 1:
@@ -78,38 +80,32 @@ def create_turn(
                 f"Too many answers are being generated at once (limit {max_concurrent}); wait for one to finish",
                 data={"limit": max_concurrent},
             )
-        _prune_variants(tx, user_id, variants_kept)
-        _touch_session(tx, session["id"], content if reply_to is None else None, now)
-        user = fetch_one(tx, "SELECT * FROM messages WHERE id = :id", id=user_id)
-        assistant = fetch_one(tx, "SELECT * FROM messages WHERE id = :id", id=assistant_id)
+        pruned = _prune_variants(tx, user["id"], variants_kept) if variant > variants_kept else 0
+        added = (2 if reply_to is None else 1) - pruned
+        _touch_session(tx, session["id"], content if reply_to is None else None, added, now)
     return Turn(user, assistant)
 
 
-def _prune_variants(tx: dataset.Database, parent_id: int, keep: int) -> None:
-    """Delete the oldest finished answers to a user message beyond the history limit."""
+def _prune_variants(tx: dataset.Database, parent_id: int, keep: int) -> int:
+    """Delete the oldest finished answers to a user message beyond the history limit; returns how many."""
     variants = fetch_all(
         tx, "SELECT id, stream_status FROM messages WHERE parent_message_id = :p ORDER BY variant_index DESC",
         p=parent_id,
     )
+    deleted = 0
     for row in variants[keep:]:
         if row["stream_status"] != "streaming":
-            execute(tx, "DELETE FROM messages WHERE id = :id", id=row["id"])
+            deleted += execute(tx, "DELETE FROM messages WHERE id = :id", id=row["id"])
+    return deleted
 
 
-def _touch_session(tx: dataset.Database, session_id: int, preview: str | None, now) -> None:
-    count = fetch_one(tx, "SELECT COUNT(*) AS n FROM messages WHERE session_id = :s", s=session_id)["n"]
-    if preview is not None:
-        execute(
-            tx,
-            "UPDATE chat_sessions SET updated_at = :now, last_message_at = :now, last_message_preview = :p, "
-            "message_count = :n WHERE id = :s",
-            now=now, p=preview[:PREVIEW_CHARS], n=count, s=session_id,
-        )
-    else:
-        execute(
-            tx, "UPDATE chat_sessions SET updated_at = :now, last_message_at = :now, message_count = :n WHERE id = :s",
-            now=now, n=count, s=session_id,
-        )
+def _touch_session(tx: dataset.Database, session_id: int, preview: str | None, added: int, now) -> None:
+    execute(
+        tx,
+        "UPDATE chat_sessions SET updated_at = :now, last_message_at = :now, message_count = message_count + :n, "
+        "last_message_preview = COALESCE(:p, last_message_preview) WHERE id = :s",
+        now=now, p=preview[:PREVIEW_CHARS] if preview is not None else None, n=added, s=session_id,
+    )
 
 
 def _write_events(tx: dataset.Database, message_id: int, events: list[Event]) -> None:
@@ -118,7 +114,6 @@ def _write_events(tx: dataset.Database, message_id: int, events: list[Event]) ->
             "message_id": message_id, "first_seq": events[0][0], "last_seq": events[-1][0],
             "events": json.dumps(events, ensure_ascii=False, separators=(",", ":")), "created_at": utcnow(),
         })
-        execute(tx, "UPDATE generations SET last_seq = :s WHERE message_id = :m", s=events[-1][0], m=message_id)
 
 
 def checkpoint(db: dataset.Database, message_id: int, content: str, reasoning: str, events: list[Event]) -> bool:
