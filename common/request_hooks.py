@@ -20,6 +20,7 @@ from typing import TypeVar
 from flask import Flask, current_app, g, request
 from werkzeug.routing import IntegerConverter
 
+from common.anonymous import note_request_activity
 from common.auth.cookies import clear_token_cookie, set_anon_cookie
 from common.db import release
 from common.errors import TooLarge
@@ -74,6 +75,7 @@ def _finish(response):
     if anon_key and not g.get("anon_cookie_cleared"):
         retention = current_app.extensions["parley.settings"].get("anonymous_retention_days")
         set_anon_cookie(response, anon_key, retention)
+    note_request_activity()  # extends the visitor's retention (throttled)
     actor = g.get("actor")
     elapsed_ms = (time.perf_counter() - g.get("started_at", time.perf_counter())) * 1000
     # Path only: query strings can carry signed-URL tokens. Never headers or bodies.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, request
 from marshmallow import ValidationError, validate, validates, validates_schema
 
+from common import anonymous, quota
 from common.auth import throttle
 from common.auth.actors import TOKEN_COOKIE, check_user_may_act, optional_actor, require_user
 from common.auth.cookies import clear_token_cookie, set_token_cookie
@@ -74,11 +75,15 @@ def _settings():
     return current_app.extensions["parley.settings"]
 
 
-def _login_response(user: dict, status: int = 200, message: str | None = None):
+def _login_response(user: dict, status: int = 200, message: str | None = None, *, claim: bool = False):
+    """The token in the body and the cookie; with `claim`, the visitor cookie's data becomes the user's."""
     config = _config()
+    if claim:
+        anonymous.claim_request_visitor(get_db(), user["id"])
     token, expires = issue_token(user, config.jwt_secret, config.jwt_expires_hours)
     response, code = ok({"user": public_user(user), "token": token}, message, status)
     set_token_cookie(response, token, expires)
+    anonymous.clear_visitor_cookie(response)
     return response, code
 
 
@@ -100,7 +105,7 @@ def register():
     )
     if user["status"] != ACTIVE:
         return ok({"user": public_user(user)}, "Registration received: awaiting approval")
-    return _login_response(user, message="Registered")
+    return _login_response(user, message="Registered", claim=True)
 
 
 @bp.post("/login")
@@ -129,7 +134,7 @@ def login():
     throttle.clear(db, keys[0])
     check_user_may_act(user)
     user = update_user(db, user["id"], last_login_at=utcnow())
-    return _login_response(user)
+    return _login_response(user, claim=True)
 
 
 @bp.post("/logout")
@@ -158,7 +163,7 @@ def actor():
         {
             "actor": current.describe() if current else None,
             "user": user,
-            "quota": None,
+            "quota": quota.snapshot(get_db(), current) if current else None,
             "preferredModel": preferred,
         }
     )

@@ -7,6 +7,7 @@ import json
 from flask import Blueprint, current_app
 from marshmallow import ValidationError, fields, validate, validates
 
+from common import quota
 from common.auth.actors import optional_actor, require_admin, require_user
 from common.config import VERSION
 from common.db import fetch_one, get_db, iso, utcnow
@@ -76,6 +77,13 @@ def put_system():
         return ok(_settings().update(changes), "Settings saved")
     except SettingsInvalid as exc:
         raise ValidationFailed(exc.errors) from exc
+
+
+@bp.post("/system/anonymous-quota/reset")
+def reset_anonymous_quota():
+    """Zero today's visitor and per-address counters; `{reset: n}` counters had units used."""
+    require_admin()
+    return ok({"reset": quota.reset_used(get_db(), (quota.ANON, quota.ADDRESS))}, "Anonymous quotas reset")
 
 
 class PreferredModelSchema(RequestSchema):

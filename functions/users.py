@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 from marshmallow import ValidationError, validate, validates
 
+from common import quota
 from common.auth import throttle
 from common.auth.actors import Actor, require_admin
 from common.auth.passwords import hash_password, password_problem
@@ -33,6 +34,8 @@ from common.validation import (
     OptionalEmail,
     QueryInteger,
     RequestSchema,
+    StrictBoolean,
+    StrictInteger,
     StrictString,
     load_args,
     load_body,
@@ -88,6 +91,11 @@ class StatusSchema(RequestSchema):
 
 class PasswordSchema(NewPasswordMixin, RequestSchema):
     password = StrictString(required=True)
+
+
+class QuotaSchema(RequestSchema):
+    dailyLimit = StrictInteger(allow_none=True, validate=validate.Range(min=0, max=10_000_000))  # null = default
+    resetUsed = StrictBoolean(load_default=False)
 
 
 def _target(user_id: int) -> dict:
@@ -232,3 +240,27 @@ def delete(user_id: int):
     _protect_admins(admin, target, removes_admin=True)
     delete_user_keeping_an_admin(get_db(), user_id)
     return ok({"id": user_id}, "User deleted")
+
+
+def _quota_of(user: dict) -> dict:
+    """The QuotaSnapshot of a user, as they would see it."""
+    target = Actor("user", user_id=user["id"], username=user["username"], role=user["role"])
+    return quota.snapshot(get_db(), target)
+
+
+@bp.get("/<int:user_id>/quota")
+def get_quota(user_id: int):
+    require_admin()
+    return ok(_quota_of(_target(user_id)))
+
+
+@bp.put("/<int:user_id>/quota")
+def set_quota(user_id: int):
+    require_admin()
+    data = load_body(QuotaSchema())
+    user = _target(user_id)
+    if "dailyLimit" in data:
+        user = update_user(get_db(), user_id, daily_quota=data["dailyLimit"])
+    if data["resetUsed"]:
+        quota.reset_used(get_db(), (quota.USER,), str(user_id))
+    return ok(_quota_of(user), "Quota saved")
