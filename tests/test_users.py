@@ -8,6 +8,7 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 
+from common import db as db_module
 from common.db import fetch_one, release
 from tests.api_client import ApiClient
 from tests.conftest import PASSWORD
@@ -375,7 +376,8 @@ def test_admin_may_keep_their_own_role(api, admin):
         ("DELETE", "", None),
     ],
 )
-def test_last_active_admin_survives_two_admins_removing_each_other(api, admin, app, method, suffix, body):
+def test_last_active_admin_survives_two_admins_removing_each_other(api, admin, app, method, suffix, body,
+                                                                  monkeypatch):
     """Admins A and B remove each other at the same moment: one request must lose with 409.
 
     B's request commits right before A's write (injected at the database), which is exactly the
@@ -386,19 +388,18 @@ def test_last_active_admin_survives_two_admins_removing_each_other(api, admin, a
     engine = app.extensions["parley.db"].engine
     fired = []
 
-    def concurrent_demotion(conn, cursor, statement, parameters, context, executemany):
-        if fired or not re.match(r"\s*(UPDATE|DELETE FROM) users\b", statement):
-            return
-        fired.append(statement)
-        with engine.connect() as other_conn:  # the other admin's request, on another connection
-            other_conn.execute(sa.text("UPDATE users SET role = 'USER' WHERE id = :id"), {"id": me})
-            other_conn.commit()
+    real_cursor = db_module._cursor
 
-    sa.event.listen(engine, "before_cursor_execute", concurrent_demotion)
-    try:
-        reply = admin.call(method, f"/api/users/{other['id']}{suffix}", body)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", concurrent_demotion)
+    def concurrent_demotion(db, statement, params):
+        if not fired and re.match(r"\s*(UPDATE|DELETE FROM) users\b", statement):
+            fired.append(statement)
+            with engine.connect() as other_conn:  # the other admin's request, on another connection
+                other_conn.execute(sa.text("UPDATE users SET role = 'USER' WHERE id = :id"), {"id": me})
+                other_conn.commit()
+        return real_cursor(db, statement, params)
+
+    monkeypatch.setattr(db_module, "_cursor", concurrent_demotion)
+    reply = admin.call(method, f"/api/users/{other['id']}{suffix}", body)
 
     assert fired, "the request never wrote to users"
     assert_failure(reply, 409, "last_admin")
