@@ -9,7 +9,7 @@ from common.auth.actors import Actor
 from common.db import fetch_one
 from common.errors import NotFound
 
-OWNED_TABLES = {"chat_sessions", "usage_records"}
+OWNED_TABLES = {"chat_sessions", "usage_records", "shares"}
 
 
 def owner_clause(actor: Actor, alias: str = "") -> tuple[str, dict]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import dataset
 from flask import Flask, current_app
 
-from common import quota
+from common import quota, task_trace
 from common.auth.actors import Actor
 from common.auth.ownership import owner_values
 from common.chat import store
@@ -114,7 +114,7 @@ def start(app: Flask, actor: Actor, body: dict) -> Started:
         adapter=get_adapter(model.provider), provider_config=model.provider_config,
         http=http_client_for(model.policy), provider=model.provider, connection_id=model.connection_id,
         model_label=model.model_id, owner_columns=owner_values(actor), settings=settings,
-        trace=_trace_to_log(assistant["id"]),
+        trace=task_trace.for_generation(app, settings, actor, admission, assistant["id"], _trace_to_log),
     )
     release(db)  # the request's connection is not needed while it streams
     registry.start(gen, run, plan)
