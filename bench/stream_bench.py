@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=50)
     parser.add_argument("--delay", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (the default deployment: 2)")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -176,8 +176,10 @@ def main() -> None:
         for level in levels:
             server_runs, direct_runs = [], []
             for _ in range(args.repeat):
-                direct_runs.append(run_level(one_direct_stream,
-                                             [(http, fake.openai_base_url, model)] * level))
+                fake_before = cpu_seconds([fake._proc.pid])
+                direct = run_level(one_direct_stream, [(http, fake.openai_base_url, model)] * level)
+                direct["provider_cpu_ms_per_stream"] = (cpu_seconds([fake._proc.pid]) - fake_before) * 1000 / level
+                direct_runs.append(direct)
                 before = cpu_seconds(pids)
                 run = run_level(one_server_stream, [(http, server.url, headers, sid) for sid in session_ids[:level]])
                 run["server_cpu_ms_per_stream"] = (cpu_seconds(pids) - before) * 1000 / level
