@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from common.db import execute, fetch_one
+from common.db import execute, fetch_one, insert, utcnow
 from tests.api_client import ApiClient
 from tests.chat_support import fake_connection, message, new_session, open_stream, send, wait_until
 from tests.sse_reader import events_only, joined
@@ -352,3 +352,32 @@ def test_unknown_share_ids_are_404_envelopes(app, chat):
                          ("PATCH", "/api/shares/99999999999"), ("GET", "/api/shares/nope/messages")):
         reply = chat.call(method, path, {"title": "x"})
         assert reply.status == 404 and reply.body["success"] is False, (method, path, reply.body)
+
+
+
+def test_a_share_lives_through_its_whole_life_on_every_database(any_db_app, fake):
+    # The rows are written directly: this test is about the shares' own SQL on each database.
+    admin = ApiClient(any_db_app).register_admin("admin", PASSWORD)
+    fake_connection(admin, fake, ["fake-chat"])
+    session_id = new_session(admin, "fake-chat")
+    now = utcnow()
+    db = any_db_app.extensions["parley.db"]
+    with db as tx:
+        ids = [insert(tx, "messages", {"session_id": session_id, "role": role, "content": text, "images": "[]",
+                                       "stream_status": status, "stream_cursor": 0, "created_at": now,
+                                       "updated_at": now})
+               for role, text, status in (("user", "question", None), ("assistant", "part", "streaming"))]
+    share = _share(admin, session_id, ids, expiresInHours=2)
+    during = ApiClient(any_db_app).get(f"/api/shares/{share['token']}").data
+    assert during["live"] is True and during["messages"][1]["content"] == "part"
+    _sql(any_db_app, "UPDATE messages SET content = 'partial answer', stream_status = 'done' WHERE id = :id",
+         id=ids[1])
+    after = ApiClient(any_db_app).get(f"/api/shares/{share['token']}/messages").data["messages"]
+    assert (after[1]["content"], after[1]["streamStatus"]) == ("partial answer", "done")
+    _sql(any_db_app, "UPDATE messages SET content = 'changed later' WHERE id = :id", id=ids[1])
+    assert ApiClient(any_db_app).get(f"/api/shares/{share['token']}").data["messages"][1]["content"] == \
+        "partial answer"  # frozen once done
+    assert admin.get(f"/api/shares?sessionId={session_id}").data["pagination"]["total"] == 1
+    assert admin.patch(f"/api/shares/{share['id']}", {"title": "Renamed"}).data["title"] == "Renamed"
+    assert admin.post(f"/api/shares/{share['id']}/revoke").data["active"] is False
+    assert ApiClient(any_db_app).get(f"/api/shares/{share['token']}").status == 404

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from common import task_trace
-from common.db import execute, fetch_all, fetch_one, utcnow
+from common.db import execute, fetch_all, fetch_one, insert, utcnow
 from jobs import task_trace_prune
 from tests.api_client import ApiClient
 from tests.chat_support import fake_connection, message, new_session, open_stream, send, wait_until
@@ -279,3 +279,32 @@ def test_bad_list_queries_are_400(app, chat, query):
 def test_bad_cleanup_bodies_are_400(app, chat, body):
     reply = chat.post("/api/task-trace/cleanup", body)
     assert reply.status == 400 and reply.code == "validation_error", reply.body
+
+
+
+def test_traces_are_recorded_listed_and_pruned_on_every_database(any_db_app, fake):
+    # The recorder is driven directly: this test is about the traces' own SQL on each database.
+    admin = ApiClient(any_db_app).register_admin("admin", PASSWORD)
+    fake_connection(admin, fake, ["fake-chat"])
+    session_id = new_session(admin, "fake-chat")
+    db = any_db_app.extensions["parley.db"]
+    with db as tx:
+        answer = insert(tx, "messages", {"session_id": session_id, "role": "assistant", "content": "", "images": "[]",
+                                         "stream_status": "done", "stream_cursor": 0, "created_at": utcnow(),
+                                         "updated_at": utcnow()})
+    with any_db_app.app_context():
+        recorder = task_trace.TraceRecorder(any_db_app, message_id=answer, session_id=session_id, actor="user:1",
+                                            model="fake-chat", provider="openai", request_detail={"n": 1})
+        for kind in ("provider_request", "first_chunk", "cancelled"):
+            recorder(kind)
+        recorder("final_persist", status="cancelled", code=None)
+    trace_id = recorder.trace_id
+    assert _kinds(admin, trace_id) == ["request_received", "provider_request", "first_chunk", "cancelled",
+                                       "final_persist"]
+    listing = admin.get(f"/api/task-trace?sessionId={session_id}&status=cancelled").data
+    assert [t["id"] for t in listing["traces"]] == [trace_id]
+    _sql(any_db_app, "UPDATE task_traces SET status = 'running', started_at = :t WHERE id = :id",
+         t=utcnow() - timedelta(days=30), id=trace_id)
+    with any_db_app.app_context():
+        assert task_trace_prune.run(any_db_app) == {"retention_days": 7, "traces_pruned": 1, "traces_interrupted": 1}
+    assert admin.get("/api/task-trace").data["traces"] == []
