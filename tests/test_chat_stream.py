@@ -178,3 +178,17 @@ def test_messages_keep_their_order_and_session_counts(app, chat):
         ("user", "first"), ("assistant", "Echo: first"), ("user", "second"), ("assistant", "Echo: second")]
     session = chat.get(f"/api/sessions/{session_id}").data
     assert session["_count"]["messages"] == 4 and session["lastMessagePreview"] == "second"
+
+
+def test_a_chat_turn_works_the_same_on_postgresql_and_sqlite(any_db_app, fake):
+    from tests.api_client import ApiClient
+
+    admin = ApiClient(any_db_app).register_admin("admin", PASSWORD)
+    fake_connection(admin, fake, ["fake-chat"])
+    session_id = new_session(admin, "fake-chat")
+    first = send(admin, session_id, "hello there")
+    second = send(admin, session_id, "and again")
+    assert joined(first.events) == "Echo: hello there" and joined(second.events) == "Echo: and again"
+    assert message(any_db_app, second.events[0].data["assistantMessageId"])["stream_status"] == "done"
+    usage = admin.get(f"/api/chat/usage?sessionId={session_id}").data
+    assert usage["totals"]["total_tokens"] > 0

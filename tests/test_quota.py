@@ -79,14 +79,8 @@ def test_fifty_parallel_reservations_against_a_limit_of_ten_take_exactly_ten_uni
     assert _used(app) == 10
 
 
-def test_fifty_parallel_requests_against_a_limit_of_ten_make_exactly_ten_generations(any_db_app, fake, request):
+def test_fifty_parallel_requests_against_a_limit_of_ten_make_exactly_ten_generations(any_db_app, fake):
     app = any_db_app
-    if app.extensions["parley.db"].is_postgres:
-        request.applymarker(pytest.mark.xfail(
-            reason="chat on PostgreSQL: store.create_turn's INSERT INTO generations ... SELECT :owner ... WHERE "
-                   "owner = :owner fails with AmbiguousParameter (text vs varchar); not in this module's files",
-            strict=False,
-        ))
     admin = ApiClient(app).register_admin("admin", PASSWORD)
     fake_connection(admin, fake, ["fake-chat"])
     admin.put("/api/settings/system", {"chat_max_concurrent_streams": 100})

@@ -69,9 +69,12 @@ def create_turn(
         assistant["id"] = insert(tx, "messages", assistant)
         registered = execute(
             tx,
+            # Typed parameters: PostgreSQL cannot infer a type for a bare parameter in a SELECT list.
             "INSERT INTO generations (message_id, session_id, owner, worker, state, cancel_requested, last_seq, "
-            "created_at) SELECT :mid, :sid, :owner, :worker, 'running', :no, 0, :now WHERE (SELECT COUNT(*) "
-            "FROM generations WHERE owner = :owner AND state = 'running') < :limit",
+            "created_at) SELECT CAST(:mid AS INTEGER), CAST(:sid AS INTEGER), CAST(:owner AS VARCHAR(200)), "
+            "CAST(:worker AS VARCHAR(200)), 'running', CAST(:no AS BOOLEAN), 0, CAST(:now AS TIMESTAMP) "
+            "WHERE (SELECT COUNT(*) FROM generations WHERE owner = CAST(:owner AS VARCHAR(200)) "
+            "AND state = 'running') < CAST(:limit AS INTEGER)",
             mid=assistant["id"], sid=session["id"], owner=owner, worker=worker, no=False, now=now,
             limit=max_concurrent,
         )
