@@ -275,3 +275,21 @@ def test_retention_zero_still_keeps_a_visitor_active_within_the_hour(app, api, c
     assert _cleanup(app)["chat_sessions_deleted"] == 0
     _expire(app, _key(visitor), days=1)
     assert _cleanup(app, "s2")["chat_sessions_deleted"] == 1
+
+
+def test_activity_claim_and_cleanup_work_on_each_database(any_db_app):
+    app = any_db_app
+    admin = ApiClient(app).register_admin("admin", PASSWORD)
+    admin.put("/api/settings/system", {"registration_approval_required": False})
+    leaving, staying = ApiClient(app), ApiClient(app)
+    gone_session, kept_session = new_session(leaving, "demo-chat"), new_session(staying, "demo-chat")
+    assert _visitor_row(app, _key(leaving)) is not None
+    _expire(app, _key(leaving))
+    summary = _cleanup(app)
+    assert summary["chat_sessions_deleted"] == 1 and summary["visitors_deleted"] == 1
+    assert leaving.get(f"/api/sessions/{gone_session}").status == 404
+    reply = staying.post("/api/auth/register", {"username": "sam", "password": PASSWORD})
+    assert reply.status == 200 and _cleared(reply)
+    sessions = staying.with_token(reply.data["token"]).get("/api/sessions").data["sessions"]
+    assert [s["id"] for s in sessions] == [kept_session]
+    assert run_claimed(app, all_jobs()["quota_reset"], "s1")["counters_reset"] == 0
