@@ -18,6 +18,7 @@ from common.chat import service
 from common.chat.live import sse_frames
 from common.db import fetch_all, fetch_one, get_db
 from common.errors import ApiError, BadRequest, ok
+from common.request_hooks import accepts_body
 from common.validation import IdField, RequestSchema, StrictBoolean, StrictString, load_body
 
 bp = Blueprint("chat", __name__, url_prefix="/api/chat")
@@ -44,6 +45,7 @@ class StreamSchema(RequestSchema):
     custom_headers = fields.Dict(keys=StrictString(validate=validate.Length(min=1, max=100)),
                                  values=StrictString(validate=validate.Length(max=2000)),
                                  load_default=None, allow_none=True, validate=validate.Length(max=20))
+    images = fields.Raw(load_default=None, allow_none=True)  # [{data, mime}]: checked by common.images at admission
 
     @validates("custom_body")
     def _custom_body(self, value: dict | None, **_kwargs) -> None:
@@ -77,6 +79,7 @@ def _event_stream(source, since: int) -> Response:
 
 
 @bp.post("/stream")
+@accepts_body(large=True)  # images
 def stream():
     actor = current_actor()
     body = load_body(StreamSchema())
@@ -144,6 +147,7 @@ def stop():
 
 
 @bp.post("/completion")
+@accepts_body(large=True)  # images
 def completion():
     actor = current_actor()
     body = load_body(StreamSchema())

@@ -7,11 +7,12 @@ import json
 from flask import Blueprint, current_app
 from marshmallow import ValidationError, fields, validate, validates
 
-from common import quota
+from common import images, quota
 from common.auth.actors import optional_actor, require_admin, require_user
 from common.config import VERSION
 from common.db import fetch_one, get_db, iso, utcnow
 from common.errors import Conflict, ServiceUnavailable, ValidationFailed, ok
+from common.request_hooks import accepts_body
 from common.settings import SettingsInvalid
 from common.users import USERNAME_PATTERN, get_user, preferred_model, update_user, username_taken
 from common.validation import RequestSchema, StrictInteger, StrictString, json_body, load_body
@@ -99,6 +100,7 @@ class PersonalSchema(RequestSchema):
         validate=validate.Regexp(USERNAME_PATTERN, error="Username must be 3-20 letters, digits or underscores.")
     )
     personal_prompt = StrictString(allow_none=True, validate=validate.Length(max=12000))
+    avatar = fields.Raw(allow_none=True)  # {data, mime}: an uploaded avatar (common.images); null removes it
 
     @validates("avatar_url")
     def _avatar(self, value: str | None, **_kwargs) -> None:
@@ -122,9 +124,13 @@ def get_personal():
 
 
 @bp.put("/personal")
+@accepts_body(large=True)  # avatar uploads
 def put_personal():
     actor = require_user()
     data = load_body(PersonalSchema())
+    upload = None
+    if data.get("avatar") is not None:
+        upload = images.parse_upload(data["avatar"], max_bytes=images.MAX_AVATAR_BYTES, field="avatar")
     db = get_db()
     changes: dict = {}
     if "preferred_model" in data:
@@ -137,5 +143,10 @@ def put_personal():
         if username_taken(db, data["username"], except_id=actor.user_id):
             raise Conflict("Username is already taken", code="username_taken")
         changes["username"] = data["username"]
+    if upload is not None:
+        changes["avatar_url"] = images.save_avatar(db, actor.user_id, upload)
+    elif "avatar" in data:
+        changes["avatar_url"] = None
     row = update_user(db, actor.user_id, **changes) if changes else get_user(db, actor.user_id)
+    images.prune_avatars(db, actor.user_id, keep_url=row.get("avatar_url"))  # the replaced one, if any
     return ok(_personal(row), "Personal settings saved")

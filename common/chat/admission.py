@@ -6,16 +6,17 @@ Any refusal here is a plain JSON error and leaves no trace: no message row, no q
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dataset
 
+from common import images
 from common.auth.actors import Actor
 from common.auth.ownership import owned_message, owned_session
 from common.chat.store import ConcurrencyLimitReached
 from common.db import fetch_one
-from common.errors import BadRequest
+from common.errors import BadRequest, ValidationFailed
 from common.model_access import ResolvedModel, resolve_model
 
 
@@ -28,6 +29,7 @@ class Admission:
     reply_to: dict | None  # the user message to answer again (regenerate), or None for a new message
     content: str | None
     options: dict[str, Any]
+    images: list[images.Upload] = field(default_factory=list)  # decoded and checked, not stored yet
 
 
 def existing_turn(db: dataset.Database, session_id: int, client_message_id: str | None) -> dict | None:
@@ -80,12 +82,18 @@ def admit(db: dataset.Database, actor: Actor, body: dict) -> Admission:
     session = owned_session(db, actor, body["sessionId"])
     reply_to = reply_target(db, actor, session, body)
     content = body.get("content")
-    if reply_to is None and not (content and content.strip()):
+    uploads = images.parse_uploads(body.get("images"))
+    if uploads and reply_to is not None:
+        raise ValidationFailed({"images": ["Images can only be sent with a new message, not with a reply."]})
+    if reply_to is None and not (content and content.strip()) and not uploads:
         raise BadRequest("Either non-blank content or a reply reference is required", code="validation_error")
     if not session.get("model_label") and not session.get("model_raw_id"):
         raise BadRequest("This session has no model; choose one first", code="model_not_found")
     model = resolve_model(db, actor, session.get("model_label"), session.get("connection_id"),
                           session.get("model_raw_id"))
+    if (uploads or (reply_to and images.stored_paths(reply_to.get("images")))) and not model.capabilities.get("vision"):
+        raise BadRequest(f"The model {model.model_id} does not accept images; choose a vision model",
+                         code="model_no_vision")
     options = {
         "reasoning_enabled": _pick(body, "reasoningEnabled", session.get("reasoning_enabled")),
         "reasoning_effort": _pick(body, "reasoningEffort", session.get("reasoning_effort")),
@@ -94,7 +102,7 @@ def admit(db: dataset.Database, actor: Actor, body: dict) -> Admission:
         "custom_body": body.get("custom_body"),
         "custom_headers": body.get("custom_headers"),
     }
-    return Admission(session, model, reply_to, content, options)
+    return Admission(session, model, reply_to, content, options, uploads)
 
 
 def _pick(body: dict, key: str, default: Any) -> Any:

@@ -8,10 +8,11 @@ from typing import Any
 
 import dataset
 
-from common import tokenizer
+from common import images, tokenizer
 from common.db import fetch_all
 
 DEFAULT_OUTPUT_RESERVE = 1024  # kept free for the answer when the model's output limit is unknown
+MAX_HISTORY_IMAGES = 4  # images of earlier messages sent again to vision models (the newest ones)
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,15 @@ def system_prompt(session: dict, personal_prompt: str | None, default_prompt: st
     return ""
 
 
-def conversation_before(db: dataset.Database, session_id: int, before_message_id: int) -> list[dict]:
+def conversation_before(
+    db: dataset.Database, session_id: int, before_message_id: int, *, with_images: bool = False
+) -> list[dict]:
     """The conversation path before a message: each user message followed by its newest answer that
-    has text (regenerated variants are alternatives, only one of them is history)."""
+    has text (regenerated variants are alternatives, only one of them is history). With `with_images`
+    (vision models) user messages carry their newest MAX_HISTORY_IMAGES stored images as parts."""
     rows = fetch_all(
         db,
-        "SELECT id, role, content, parent_message_id, variant_index, stream_status FROM messages "
+        "SELECT id, role, content, images, parent_message_id, variant_index, stream_status FROM messages "
         "WHERE session_id = :s AND id < :before ORDER BY id",
         s=session_id,
         before=before_message_id,
@@ -49,11 +53,21 @@ def conversation_before(db: dataset.Database, session_id: int, before_message_id
             if best is None or (row["variant_index"] or 0) > (best["variant_index"] or 0):
                 answers[row["parent_message_id"]] = row
     path: list[dict] = []
+    with_stored: list[tuple[dict, list[str]]] = []
     for row in rows:
         if row["role"] == "user":
             path.append({"role": "user", "content": row["content"]})
+            if with_images and images.stored_paths(row.get("images")):
+                with_stored.append((path[-1], images.stored_paths(row["images"])))
             if row["id"] in answers:
                 path.append({"role": "assistant", "content": answers[row["id"]]["content"]})
+    left = MAX_HISTORY_IMAGES
+    for message, paths in reversed(with_stored):  # newest first; older images go as text only
+        urls = [url for url in map(images.stored_data_url, paths[:left]) if url]
+        left -= len(paths[:left])
+        message["content"] = images.user_content(message["content"], urls)
+        if left <= 0:
+            break
     return path
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import dataset
 from flask import Flask, current_app
 
-from common import quota, task_trace
+from common import images, quota, task_trace
 from common.auth.actors import Actor
 from common.auth.ownership import owner_values
 from common.chat import store
@@ -60,13 +60,18 @@ def _chat_request(admission: Admission, messages: list[dict], max_tokens: int | 
 
 def _prompt_for(db: dataset.Database, actor: Actor, admission: Admission, settings: dict):
     session = admission.session
+    vision = bool(admission.model.capabilities.get("vision"))  # else admission refused any image
     if admission.reply_to is not None:
-        current = {"role": "user", "content": admission.reply_to["content"]}
+        paths = images.stored_paths(admission.reply_to.get("images")) if vision else []
+        urls = [url for url in map(images.stored_data_url, paths) if url]
+        current = {"role": "user", "content": images.user_content(admission.reply_to["content"], urls)}
         before = admission.reply_to["id"]
     else:
-        current = {"role": "user", "content": admission.content}
+        urls = [images.data_url(upload.mime, upload.data) for upload in admission.images]
+        current = {"role": "user", "content": images.user_content(admission.content or "", urls)}
         before = 2**62
-    history = conversation_before(db, session["id"], before) if admission.options["context_enabled"] else []
+    history = (conversation_before(db, session["id"], before, with_images=vision)
+               if admission.options["context_enabled"] else [])
     personal = (actor.user or get_user(db, actor.user_id)).get("personal_prompt") if actor.is_user else None
     return build_prompt(
         history=history,
@@ -89,19 +94,24 @@ def start(app: Flask, actor: Actor, body: dict) -> Started:
         return Started(previous["id"], follow(app, previous["id"]), previous["parent_message_id"], reattached=True)
     check_concurrency(db, actor, settings["chat_max_concurrent_streams"])
     reservation = quota.reserve(db, actor)
+    stored: list[dict] = []
     try:
         prompt = _prompt_for(db, actor, admission, settings)
+        stored = images.save(db, images.CHAT, owner_values(actor), admission.images)  # only once admitted
         turn = store.create_turn(
             db, session=admission.session, owner=actor.identifier, worker=registry.worker_id,
             content=admission.content, client_message_id=body.get("clientMessageId"), reply_to=admission.reply_to,
-            assistant_client_id=f"a-{secrets.token_hex(8)}", model_label=admission.model.model_id, images=[],
+            assistant_client_id=f"a-{secrets.token_hex(8)}", model_label=admission.model.model_id,
+            images=[row["path"] for row in stored],
             max_concurrent=settings["chat_max_concurrent_streams"],
             variants_kept=settings["assistant_reply_history_limit"],
         )
     except BaseException:
         release(db)
         quota.release(db, reservation)  # the generation never started: the unit goes back
+        images.discard_quietly(db, stored)  # ... and its images are not kept
         raise
+    images.attach_quietly(db, stored, turn.user_message["id"])
     assistant = turn.assistant_message
     gen = Generation(assistant["id"], admission.session["id"], actor.identifier, assistant["client_message_id"])
     gen.log.append({"type": "start", "messageId": turn.user_message["id"], "assistantMessageId": assistant["id"],

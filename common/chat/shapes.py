@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from common.db import iso
+from common.images import message_image_urls
 
 
 def _json(raw: str | None, default):
@@ -56,7 +57,7 @@ def message_shape(row: dict) -> dict:
         "streamStatus": row.get("stream_status"),
         "streamCursor": row.get("stream_cursor") or 0,
         "streamError": row.get("stream_error"),
-        "images": _json(row.get("images"), []),
+        "images": message_image_urls(row.get("images")),  # signed /chat-images/ URLs
         "metrics": _json(row.get("metrics"), None),
         "model": row.get("model"),
     }
