@@ -1,4 +1,4 @@
-"""The outbound guard (common/outbound.py): SSRF refusals, pinning, redirects, size and time bounds.
+"""The outbound guard (common/outbound/): SSRF refusals, pinning, redirects, size and time bounds.
 
 No internet: every connection goes to a server started here on 127.0.0.1; public addresses only ever
 appear through a monkeypatched ``socket.getaddrinfo`` and are only checked, never connected to
@@ -20,7 +20,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from common import outbound
 from common.outbound import (
     SYSTEM_POLICY,
     USER_POLICY,
@@ -36,6 +35,7 @@ from common.outbound import (
     ResolvedTarget,
     check_url,
     read_limited,
+    transport,
 )
 
 PUBLIC_IP = "93.184.216.34"
@@ -523,14 +523,14 @@ def test_dns_rebinding_resolves_once_and_connects_to_first_answer(monkeypatch, s
     answers = iter([[PUBLIC_IP], ["127.0.0.1"], ["127.0.0.1"]])
     fake_dns.table["rebind.example.com"] = lambda: next(answers)
     connected = []
-    real_connect = outbound._connect_pinned
+    real_connect = transport._connect_pinned
 
     def recording_connect(addresses, port, *rest):
         connected.append((addresses, port))
         # The public address is unreachable offline: hand the socket to the local server instead.
         return real_connect(("127.0.0.1",), server.port, *rest)
 
-    monkeypatch.setattr(outbound, "_connect_pinned", recording_connect)
+    monkeypatch.setattr(transport, "_connect_pinned", recording_connect)
     with OutboundClient(USER_POLICY) as c:
         response = c.get(f"http://rebind.example.com:{server.port}/echo")
     assert fake_dns.calls == ["rebind.example.com"]
