@@ -20,28 +20,23 @@ from .base import (
     Finish,
     HTTPClient,
     ModelInfo,
-    ProviderAdapter,
     ProviderConfig,
-    ProviderStream,
     ReasoningDelta,
     StreamEvent,
     UpstreamMalformedError,
     UpstreamTruncatedError,
     Usage,
 )
+from .http_adapter import HTTPAdapter, merge_body_section
 from .transport import (
-    HTTPEventStream,
     SSEParser,
-    build_headers,
     data_url_parts,
     int_or_none,
     join_url,
     make_usage,
-    merge_body,
     message_text_and_images,
     parse_json_payloads,
     raise_stream_error,
-    request_json,
     split_reasoning_events,
 )
 
@@ -186,26 +181,28 @@ class GeminiStreamDecoder:
         return []
 
 
-class GeminiAdapter(ProviderAdapter):
+class GeminiAdapter(HTTPAdapter):
     """Google Gemini ``generateContent`` / ``streamGenerateContent``."""
 
     provider = "google_genai"
+    label = LABEL
+    auth_header = "x-goog-api-key"
+    auth_prefix = ""
 
     @staticmethod
     def _base(cfg: ProviderConfig) -> str:
         return (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")
 
-    @staticmethod
-    def _headers(cfg: ProviderConfig, req: ChatRequest | None, *, accept: str) -> dict[str, str]:
-        auth = {} if cfg.auth_type == "none" or not cfg.api_key else {"x-goog-api-key": cfg.api_key}
-        return build_headers(cfg.headers, req.extra_headers if req else None, auth, accept=accept)
-
     def _model_url(self, cfg: ProviderConfig, model: str, method: str) -> str:
         path = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
         return join_url(self._base(cfg), quote(path, safe="/") + ":" + method)
 
-    @staticmethod
-    def _body(req: ChatRequest) -> dict[str, Any]:
+    def _chat_url(self, cfg: ProviderConfig, req: ChatRequest, *, stream: bool) -> str:
+        if stream:
+            return self._model_url(cfg, req.model, "streamGenerateContent") + "?alt=sse"
+        return self._model_url(cfg, req.model, "generateContent")
+
+    def _body(self, req: ChatRequest, *, stream: bool) -> dict[str, Any]:
         system, contents = gemini_contents(req.messages)
         body: dict[str, Any] = {"contents": contents}
         if system:
@@ -223,59 +220,14 @@ class GeminiAdapter(ProviderAdapter):
                 "includeThoughts": True,
                 "thinkingBudget": _THINKING_BUDGETS.get(effort, -1),
             }
-        extra = dict(req.extra_body or {})
-        if isinstance(extra.get("generationConfig"), dict):
-            generation.update(extra.pop("generationConfig"))
-        if generation:
-            body["generationConfig"] = generation
-        return merge_body(body, extra, PROTECTED_BODY_KEYS)
-
-    def stream_chat(
-        self,
-        req: ChatRequest,
-        *,
-        http: HTTPClient | None,
-        idle_timeout: float,
-        first_byte_timeout: float,
-        config: ProviderConfig | None = None,
-    ) -> ProviderStream:
-        """Stream ``:streamGenerateContent?alt=sse`` as normalized events."""
-        cfg = self._config(config)
-        if http is None:
-            raise ValueError("an HTTP client is required")
-        return HTTPEventStream(
-            http=http,
-            method="POST",
-            url=self._model_url(cfg, req.model, "streamGenerateContent") + "?alt=sse",
-            headers=self._headers(cfg, req, accept="text/event-stream"),
-            json_body=self._body(req),
-            decoder_factory=lambda _resp: GeminiStreamDecoder(),
-            idle_timeout=idle_timeout,
-            first_byte_timeout=first_byte_timeout,
-            label=LABEL,
+        return merge_body_section(
+            body, req.extra_body, PROTECTED_BODY_KEYS, section="generationConfig", values=generation
         )
 
-    def complete_chat(
-        self,
-        req: ChatRequest,
-        *,
-        http: HTTPClient | None,
-        timeout: float,
-        config: ProviderConfig | None = None,
-    ) -> CompletionResult:
-        """``:generateContent``."""
-        cfg = self._config(config)
-        if http is None:
-            raise ValueError("an HTTP client is required")
-        body = request_json(
-            http,
-            "POST",
-            self._model_url(cfg, req.model, "generateContent"),
-            label=LABEL,
-            timeout=timeout,
-            headers=self._headers(cfg, req, accept="application/json"),
-            json_body=self._body(req),
-        )
+    def _stream_decoder(self) -> GeminiStreamDecoder:
+        return GeminiStreamDecoder()
+
+    def _completion(self, body: Any) -> CompletionResult:
         decoder = GeminiStreamDecoder()
         events = decoder.handle(body)
         content, reasoning = split_reasoning_events(events)
@@ -290,25 +242,15 @@ class GeminiAdapter(ProviderAdapter):
         config: ProviderConfig | None = None,
     ) -> list[ModelInfo]:
         """All pages of ``GET /models``, keeping models that can ``generateContent``."""
-        cfg = self._config(config)
-        if http is None:
-            raise ValueError("an HTTP client is required")
-        headers = self._headers(cfg, None, accept="application/json")
+        cfg, http = self._client(config, http)
+        url = join_url(self._base(cfg), "models")
         models: list[ModelInfo] = []
         token = ""
         for _ in range(MAX_MODEL_PAGES):
             params = {"pageSize": "1000"}
             if token:
                 params["pageToken"] = token
-            body = request_json(
-                http,
-                "GET",
-                join_url(self._base(cfg), "models"),
-                label=LABEL,
-                timeout=timeout,
-                headers=headers,
-                params=params,
-            )
+            body = self._request_json(http, cfg, "GET", url, timeout=timeout, params=params)
             if not isinstance(body, dict):
                 raise UpstreamMalformedError(f"{LABEL}: the model list is not an object")
             items = body.get("models") or []

@@ -20,28 +20,23 @@ from .base import (
     Finish,
     HTTPClient,
     ModelInfo,
-    ProviderAdapter,
     ProviderConfig,
     ProviderError,
-    ProviderStream,
     ReasoningDelta,
     StreamEvent,
     UpstreamMalformedError,
     UpstreamTruncatedError,
     Usage,
 )
+from .http_adapter import HTTPAdapter, merge_body_section
 from .think import ThinkTagSplitter
 from .transport import (
-    HTTPEventStream,
-    build_headers,
     data_url_parts,
     int_or_none,
     join_url,
     make_usage,
-    merge_body,
     message_text_and_images,
     raise_stream_error,
-    request_json,
     split_reasoning_events,
 )
 
@@ -122,23 +117,22 @@ class OllamaStreamDecoder:
         return list(self._think.flush())
 
 
-class OllamaAdapter(ProviderAdapter):
+class OllamaAdapter(HTTPAdapter):
     """Ollama ``/api/chat``."""
 
     provider = "ollama"
+    label = LABEL
+    stream_accept = "application/x-ndjson"
 
     @staticmethod
     def _base(cfg: ProviderConfig) -> str:
         base = cfg.base_url.rstrip("/")
         return base[: -len("/api")] if base.endswith("/api") else base
 
-    @staticmethod
-    def _headers(cfg: ProviderConfig, req: ChatRequest | None, *, accept: str) -> dict[str, str]:
-        auth = {} if cfg.auth_type == "none" or not cfg.api_key else {"Authorization": f"Bearer {cfg.api_key}"}
-        return build_headers(cfg.headers, req.extra_headers if req else None, auth, accept=accept)
+    def _chat_url(self, cfg: ProviderConfig, req: ChatRequest, *, stream: bool) -> str:
+        return join_url(self._base(cfg), "api/chat")
 
-    @staticmethod
-    def _body(req: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    def _body(self, req: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"model": req.model, "messages": ollama_messages(req.messages), "stream": stream}
         options: dict[str, Any] = {}
         if req.temperature is not None:
@@ -147,59 +141,12 @@ class OllamaAdapter(ProviderAdapter):
             options["num_predict"] = req.max_tokens
         if req.ollama_think is not None:
             body["think"] = bool(req.ollama_think)
-        extra = dict(req.extra_body or {})
-        if isinstance(extra.get("options"), dict):
-            options.update(extra.pop("options"))
-        if options:
-            body["options"] = options
-        return merge_body(body, extra, PROTECTED_BODY_KEYS)
+        return merge_body_section(body, req.extra_body, PROTECTED_BODY_KEYS, section="options", values=options)
 
-    def stream_chat(
-        self,
-        req: ChatRequest,
-        *,
-        http: HTTPClient | None,
-        idle_timeout: float,
-        first_byte_timeout: float,
-        config: ProviderConfig | None = None,
-    ) -> ProviderStream:
-        """Stream ``/api/chat`` as normalized events."""
-        cfg = self._config(config)
-        if http is None:
-            raise ValueError("an HTTP client is required")
-        return HTTPEventStream(
-            http=http,
-            method="POST",
-            url=join_url(self._base(cfg), "api/chat"),
-            headers=self._headers(cfg, req, accept="application/x-ndjson"),
-            json_body=self._body(req, stream=True),
-            decoder_factory=lambda _resp: OllamaStreamDecoder(),
-            idle_timeout=idle_timeout,
-            first_byte_timeout=first_byte_timeout,
-            label=LABEL,
-        )
+    def _stream_decoder(self) -> OllamaStreamDecoder:
+        return OllamaStreamDecoder()
 
-    def complete_chat(
-        self,
-        req: ChatRequest,
-        *,
-        http: HTTPClient | None,
-        timeout: float,
-        config: ProviderConfig | None = None,
-    ) -> CompletionResult:
-        """``/api/chat`` with ``stream: false``."""
-        cfg = self._config(config)
-        if http is None:
-            raise ValueError("an HTTP client is required")
-        body = request_json(
-            http,
-            "POST",
-            join_url(self._base(cfg), "api/chat"),
-            label=LABEL,
-            timeout=timeout,
-            headers=self._headers(cfg, req, accept="application/json"),
-            json_body=self._body(req, stream=False),
-        )
+    def _completion(self, body: Any) -> CompletionResult:
         if not isinstance(body, dict):
             raise UpstreamMalformedError(f"{LABEL}: the answer is not a JSON object")
         decoder = OllamaStreamDecoder()
@@ -219,12 +166,9 @@ class OllamaAdapter(ProviderAdapter):
         config: ProviderConfig | None = None,
     ) -> list[ModelInfo]:
         """``GET /api/tags``, then ``POST /api/show`` per model for context window and capabilities."""
-        cfg = self._config(config)
-        if http is None:
-            raise ValueError("an HTTP client is required")
+        cfg, http = self._client(config, http)
         base = self._base(cfg)
-        headers = self._headers(cfg, None, accept="application/json")
-        body = request_json(http, "GET", join_url(base, "api/tags"), label=LABEL, timeout=timeout, headers=headers)
+        body = self._request_json(http, cfg, "GET", join_url(base, "api/tags"), timeout=timeout)
         items = body.get("models") if isinstance(body, dict) else None
         if not isinstance(items, list):
             raise UpstreamMalformedError(f"{LABEL}: the model list is not a list")
@@ -240,14 +184,8 @@ class OllamaAdapter(ProviderAdapter):
             if isinstance(families, list) and any(f in ("clip", "mllama") for f in families):
                 info.capabilities["vision"] = True
             try:
-                show = request_json(
-                    http,
-                    "POST",
-                    join_url(base, "api/show"),
-                    label=LABEL,
-                    timeout=timeout,
-                    headers=headers,
-                    json_body={"model": name},
+                show = self._request_json(
+                    http, cfg, "POST", join_url(base, "api/show"), timeout=timeout, json_body={"model": name}
                 )
             except ProviderError as exc:  # one broken model must not hide the others
                 log.info("ollama /api/show failed for %s: %s", name, exc.message)

@@ -23,9 +23,7 @@ from .base import (
     Finish,
     HTTPClient,
     ModelInfo,
-    ProviderAdapter,
     ProviderConfig,
-    ProviderStream,
     ReasoningDelta,
     StreamEvent,
     UpstreamHTTPError,
@@ -33,18 +31,16 @@ from .base import (
     UpstreamTruncatedError,
     Usage,
 )
+from .http_adapter import HTTPAdapter
 from .think import ThinkTagSplitter
 from .transport import (
-    HTTPEventStream,
     SSEParser,
-    build_headers,
     int_or_none,
     join_url,
     make_usage,
     merge_body,
     parse_json_payloads,
     raise_stream_error,
-    request_json,
 )
 
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
@@ -208,7 +204,7 @@ def _model_info_from_openai(item: dict[str, Any]) -> ModelInfo | None:
     )
 
 
-class OpenAIAdapter(ProviderAdapter):
+class OpenAIAdapter(HTTPAdapter):
     """OpenAI-compatible ``/chat/completions`` servers."""
 
     provider = "openai"
@@ -216,16 +212,7 @@ class OpenAIAdapter(ProviderAdapter):
 
     # -- request building --------------------------------------------------------------------------
 
-    def _auth_headers(self, cfg: ProviderConfig) -> dict[str, str]:
-        if cfg.auth_type == "none" or not cfg.api_key:
-            return {}
-        return {"Authorization": f"Bearer {cfg.api_key}"}
-
-    def _headers(self, cfg: ProviderConfig, req: ChatRequest | None, *, accept: str) -> dict[str, str]:
-        extra = req.extra_headers if req is not None else None
-        return build_headers(cfg.headers, extra, self._auth_headers(cfg), accept=accept)
-
-    def _chat_url(self, cfg: ProviderConfig, req: ChatRequest) -> str:
+    def _chat_url(self, cfg: ProviderConfig, req: ChatRequest, *, stream: bool) -> str:
         return join_url(cfg.base_url, "chat/completions")
 
     def _body(self, req: ChatRequest, *, stream: bool) -> dict[str, Any]:
@@ -241,55 +228,12 @@ class OpenAIAdapter(ProviderAdapter):
             body["reasoning_effort"] = req.reasoning_effort
         return merge_body(body, req.extra_body, PROTECTED_BODY_KEYS)
 
-    # -- interface -------------------------------------------------------------------------------
+    # -- answers ---------------------------------------------------------------------------------
 
-    def stream_chat(
-        self,
-        req: ChatRequest,
-        *,
-        http: HTTPClient | None,
-        idle_timeout: float,
-        first_byte_timeout: float,
-        config: ProviderConfig | None = None,
-    ) -> ProviderStream:
-        """Stream a chat completion as normalized events (see :class:`ProviderAdapter`)."""
-        cfg = self._config(config)
-        if http is None:
-            raise ValueError("an HTTP client is required")
-        label = self.label
-        return HTTPEventStream(
-            http=http,
-            method="POST",
-            url=self._chat_url(cfg, req),
-            headers=self._headers(cfg, req, accept="text/event-stream"),
-            json_body=self._body(req, stream=True),
-            decoder_factory=lambda _resp: OpenAIStreamDecoder(label),
-            idle_timeout=idle_timeout,
-            first_byte_timeout=first_byte_timeout,
-            label=label,
-        )
+    def _stream_decoder(self) -> OpenAIStreamDecoder:
+        return OpenAIStreamDecoder(self.label)
 
-    def complete_chat(
-        self,
-        req: ChatRequest,
-        *,
-        http: HTTPClient | None,
-        timeout: float,
-        config: ProviderConfig | None = None,
-    ) -> CompletionResult:
-        """One non-streaming completion."""
-        cfg = self._config(config)
-        if http is None:
-            raise ValueError("an HTTP client is required")
-        body = request_json(
-            http,
-            "POST",
-            self._chat_url(cfg, req),
-            label=self.label,
-            timeout=timeout,
-            headers=self._headers(cfg, req, accept="application/json"),
-            json_body=self._body(req, stream=False),
-        )
+    def _completion(self, body: Any) -> CompletionResult:
         return completion_from_openai(body, self.label)
 
     def list_models(
@@ -300,17 +244,8 @@ class OpenAIAdapter(ProviderAdapter):
         config: ProviderConfig | None = None,
     ) -> list[ModelInfo]:
         """``GET {base_url}/models``."""
-        cfg = self._config(config)
-        if http is None:
-            raise ValueError("an HTTP client is required")
-        body = request_json(
-            http,
-            "GET",
-            join_url(cfg.base_url, "models"),
-            label=self.label,
-            timeout=timeout,
-            headers=self._headers(cfg, None, accept="application/json"),
-        )
+        cfg, http = self._client(config, http)
+        body = self._request_json(http, cfg, "GET", join_url(cfg.base_url, "models"), timeout=timeout)
         return self._parse_models(body)
 
     def _parse_models(self, body: Any) -> list[ModelInfo]:
@@ -328,6 +263,8 @@ class AzureOpenAIAdapter(OpenAIAdapter):
 
     provider = "azure_openai"
     label = "Azure OpenAI"
+    auth_header = "api-key"
+    auth_prefix = ""
 
     @staticmethod
     def _base(cfg: ProviderConfig) -> str:
@@ -340,12 +277,7 @@ class AzureOpenAIAdapter(OpenAIAdapter):
     def _api_version(cfg: ProviderConfig) -> str:
         return cfg.azure_api_version or DEFAULT_AZURE_API_VERSION
 
-    def _auth_headers(self, cfg: ProviderConfig) -> dict[str, str]:
-        if cfg.auth_type == "none" or not cfg.api_key:
-            return {}
-        return {"api-key": cfg.api_key}
-
-    def _chat_url(self, cfg: ProviderConfig, req: ChatRequest) -> str:
+    def _chat_url(self, cfg: ProviderConfig, req: ChatRequest, *, stream: bool) -> str:
         deployment = quote(req.model, safe="")
         query = urlencode({"api-version": self._api_version(cfg)})
         return f"{self._base(cfg)}/openai/deployments/{deployment}/chat/completions?{query}"
@@ -364,19 +296,15 @@ class AzureOpenAIAdapter(OpenAIAdapter):
     ) -> list[ModelInfo]:
         """The resource's deployments (the names chat requests use); when the deployments listing is
         not served (404, newer resources), the models of ``/openai/models`` that can chat."""
-        cfg = self._config(config)
-        if http is None:
-            raise ValueError("an HTTP client is required")
-        headers = self._headers(cfg, None, accept="application/json")
+        cfg, http = self._client(config, http)
         base = self._base(cfg)
         try:
-            body = request_json(
+            body = self._request_json(
                 http,
+                cfg,
                 "GET",
                 f"{base}/openai/deployments",
-                label=self.label,
                 timeout=timeout,
-                headers=headers,
                 params={"api-version": AZURE_DEPLOYMENTS_API_VERSION},
             )
         except UpstreamHTTPError as exc:
@@ -391,14 +319,8 @@ class AzureOpenAIAdapter(OpenAIAdapter):
                         label = item.get("model") if isinstance(item.get("model"), str) else item["id"]
                         models.append(ModelInfo(raw_id=item["id"], name=label))
                 return sorted(models, key=lambda m: m.raw_id)
-        body = request_json(
-            http,
-            "GET",
-            f"{base}/openai/models",
-            label=self.label,
-            timeout=timeout,
-            headers=headers,
-            params={"api-version": self._api_version(cfg)},
+        body = self._request_json(
+            http, cfg, "GET", f"{base}/openai/models", timeout=timeout, params={"api-version": self._api_version(cfg)}
         )
         items = body.get("data") if isinstance(body, dict) else None
         if not isinstance(items, list):
