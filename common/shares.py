@@ -22,6 +22,7 @@ from datetime import datetime
 import dataset
 from flask import Flask
 
+from common import images
 from common.chat import service
 from common.chat.live import Event, EventSource
 from common.crypto import SecretDecryptError, decrypt_secret, encrypt_secret
@@ -57,10 +58,6 @@ def unseal_token(sealed: str, key: str) -> str | None:
 
 def copy_message(row: dict) -> dict:
     """The public copy of one message kept in a snapshot (no owner, session or client ids)."""
-    try:
-        images = json.loads(row.get("images") or "[]")
-    except ValueError:
-        images = []
     copied = {
         "id": row["id"],
         "role": row["role"],
@@ -68,7 +65,7 @@ def copy_message(row: dict) -> dict:
         "reasoning": row.get("reasoning"),
         "reasoningDurationSeconds": row.get("reasoning_duration_seconds"),
         "createdAt": iso(row["created_at"]),
-        "images": images,
+        "images": images.stored_paths(row.get("images")),  # stored paths; signed when read
         "streamStatus": row.get("stream_status"),
         "model": row.get("model"),
     }
@@ -142,8 +139,10 @@ def current_messages(db: dataset.Database, share: dict) -> list[dict]:
 
 
 def public_message(entry: dict) -> dict:
-    """A snapshot entry as readers see it."""
-    return {key: value for key, value in entry.items() if not key.startswith("_")}
+    """A snapshot entry as readers see it (images as signed URLs, which need no owner credentials)."""
+    shown = {key: value for key, value in entry.items() if not key.startswith("_")}
+    shown["images"] = images.message_image_urls(entry.get("images") or [])
+    return shown
 
 
 def public_share(share: dict, entries: list[dict]) -> dict:

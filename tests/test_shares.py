@@ -252,6 +252,22 @@ def test_the_snapshot_is_unaffected_by_later_edits(app, chat):
     assert [m["content"] for m in shared] == ["original question", "Echo: original question"]
 
 
+def test_shared_images_are_signed_urls_anyone_with_the_link_can_load(app, chat, fake):
+    from tests.test_images import PNG, VISION, upload
+
+    connection_id = fake_connection(chat, fake, [VISION])
+    chat.put("/api/catalog/models/tags", {"connectionId": connection_id, "rawId": VISION,
+                                          "capabilities": {"vision": True}})
+    session_id = new_session(chat, VISION)
+    start = send(chat, session_id, "look", images=[upload(PNG)]).events[0].data
+    token = _share(chat, session_id, [start["messageId"]])["token"]
+    [url] = ApiClient(app).get(f"/api/shares/{token}").data["messages"][0]["images"]
+    assert url.startswith("/chat-images/") and "&sig=" in url
+    assert app.test_client().get(url).data == PNG  # no credentials: the signature is the permission
+    stored = fetch_one(app.extensions["parley.db"], "SELECT snapshot FROM shares WHERE session_id = :s", s=session_id)
+    assert "sig=" not in stored["snapshot"]  # signed when read, so the links never go stale
+
+
 def test_a_shared_answer_still_generating_is_followed_live(app, chat):
     session_id = new_session(chat, SLOW)
     owner = open_stream(chat, "/api/chat/stream", {"sessionId": session_id, "content": "live share"})
