@@ -14,8 +14,7 @@ from common.providers import (
     Usage,
     get_adapter,
 )
-from tests.fake_provider import FakeProvider
-from tests.fake_provider.pytest_support import collect, http_session
+from tests.fake_provider.pytest_support import collect, open_stream, provider_fixtures
 from tests.fake_provider.scenario import PROMPT_OVERHEAD, reasoning_text
 
 QUESTION = "Summarize the meeting notes"
@@ -24,27 +23,13 @@ PROMPT_TOKENS = PROMPT_OVERHEAD + 4
 IDLE = 0.5
 
 
-@pytest.fixture(scope="module")
-def fake():
-    with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def http():
-    session = http_session()
-    yield session
-    session.close()
-
-
-@pytest.fixture(scope="module")
-def adapter(fake):
-    return get_adapter(ProviderConfig(provider="azure_openai", base_url=fake.azure_base_url, api_key="az-secret-7c21"))
+fake, http, adapter = provider_fixtures(
+    lambda fake: ProviderConfig(provider="azure_openai", base_url=fake.azure_base_url, api_key="az-secret-7c21")
+)
 
 
 def stream(adapter, http, model, *, idle=IDLE, **kwargs):
-    req = ChatRequest(model=model, messages=MESSAGES, **kwargs)
-    return adapter.stream_chat(req, http=http, idle_timeout=idle, first_byte_timeout=5)
+    return open_stream(adapter, http, model, MESSAGES, idle=idle, **kwargs)
 
 
 def test_get_adapter_returns_the_azure_adapter(adapter):

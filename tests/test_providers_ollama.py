@@ -12,10 +12,8 @@ from common.providers import (
     ProviderConfig,
     ProviderError,
     Usage,
-    get_adapter,
 )
-from tests.fake_provider import FakeProvider
-from tests.fake_provider.pytest_support import collect, http_session
+from tests.fake_provider.pytest_support import collect, open_stream, provider_fixtures
 from tests.fake_provider.scenario import PROMPT_OVERHEAD, reasoning_text
 
 QUESTION = "Why is the sky blue"
@@ -25,27 +23,13 @@ PROMPT_TOKENS = PROMPT_OVERHEAD + 5
 IDLE = 0.5
 
 
-@pytest.fixture(scope="module")
-def fake():
-    with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def http():
-    session = http_session()
-    yield session
-    session.close()
-
-
-@pytest.fixture(scope="module")
-def adapter(fake):
-    return get_adapter(ProviderConfig(provider="ollama", base_url=fake.ollama_base_url, auth_type="none"))
+fake, http, adapter = provider_fixtures(
+    lambda fake: ProviderConfig(provider="ollama", base_url=fake.ollama_base_url, auth_type="none")
+)
 
 
 def stream(adapter, http, model, *, idle=IDLE, messages=MESSAGES, **kwargs):
-    req = ChatRequest(model=model, messages=messages, **kwargs)
-    return adapter.stream_chat(req, http=http, idle_timeout=idle, first_byte_timeout=5)
+    return open_stream(adapter, http, model, messages, idle=idle, **kwargs)
 
 
 def test_get_adapter_returns_the_ollama_adapter(adapter):

@@ -15,8 +15,7 @@ from common.providers import (
     Usage,
     get_adapter,
 )
-from tests.fake_provider import FakeProvider
-from tests.fake_provider.pytest_support import Background, collect, gevent_patched, http_session
+from tests.fake_provider.pytest_support import Background, collect, gevent_patched, open_stream, provider_fixtures
 from tests.fake_provider.scenario import PROMPT_OVERHEAD, reasoning_text
 
 QUESTION = "What is the capital of France"
@@ -28,27 +27,13 @@ PROMPT_TOKENS = PROMPT_OVERHEAD + 3 + 6
 IDLE = 0.5
 
 
-@pytest.fixture(scope="module")
-def fake():
-    with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def http():
-    session = http_session()
-    yield session
-    session.close()
-
-
-@pytest.fixture(scope="module")
-def adapter(fake):
-    return get_adapter(ProviderConfig(provider="openai", base_url=fake.openai_base_url, api_key="sk-test-9f3a"))
+fake, http, adapter = provider_fixtures(
+    lambda fake: ProviderConfig(provider="openai", base_url=fake.openai_base_url, api_key="sk-test-9f3a")
+)
 
 
 def stream(adapter, http, model, *, idle=IDLE, first_byte=5.0, **kwargs):
-    req = ChatRequest(model=model, messages=MESSAGES, **kwargs)
-    return adapter.stream_chat(req, http=http, idle_timeout=idle, first_byte_timeout=first_byte)
+    return open_stream(adapter, http, model, MESSAGES, idle=idle, first_byte=first_byte, **kwargs)
 
 
 def test_get_adapter_returns_the_openai_adapter_bound_to_its_config(adapter):

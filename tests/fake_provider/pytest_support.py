@@ -1,4 +1,4 @@
-"""Helpers for tests that drive provider adapters against the fake provider (no fixtures here)."""
+"""Helpers for tests that drive provider adapters against the fake provider, and their module fixtures."""
 
 from __future__ import annotations
 
@@ -8,17 +8,24 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import requests
 
 from common.providers import (
+    ChatRequest,
     ContentDelta,
     EndOfStream,
     Finish,
+    ProviderAdapter,
+    ProviderConfig,
     ProviderError,
+    ProviderStream,
     ReasoningDelta,
     StreamEvent,
     Usage,
+    get_adapter,
 )
+from tests.fake_provider import FakeProvider
 
 
 def gevent_patched() -> bool:
@@ -35,6 +42,46 @@ def http_session() -> requests.Session:
     session = requests.Session()
     session.trust_env = False
     return session
+
+
+def provider_fixtures(config: Callable[[FakeProvider], ProviderConfig]) -> tuple[Any, Any, Any]:
+    """The module-scoped fixtures of one adapter's tests: ``fake`` (the module's own fake provider),
+    ``http`` (a session) and ``adapter`` (bound to ``config(fake)``).
+
+    Use: ``fake, http, adapter = provider_fixtures(lambda fake: ProviderConfig(...))``.
+    """
+
+    @pytest.fixture(scope="module")
+    def fake():
+        with FakeProvider() as server:
+            yield server
+
+    @pytest.fixture(scope="module")
+    def http():
+        session = http_session()
+        yield session
+        session.close()
+
+    @pytest.fixture(scope="module")
+    def adapter(fake):
+        return get_adapter(config(fake))
+
+    return fake, http, adapter
+
+
+def open_stream(
+    adapter: ProviderAdapter,
+    http: Any,
+    model: str,
+    messages: list[dict[str, Any]],
+    *,
+    idle: float,
+    first_byte: float = 5.0,
+    **kwargs: Any,
+) -> ProviderStream:
+    """Start streaming one chat request of ``model`` with ``messages`` (``kwargs`` go to the ChatRequest)."""
+    req = ChatRequest(model=model, messages=messages, **kwargs)
+    return adapter.stream_chat(req, http=http, idle_timeout=idle, first_byte_timeout=first_byte)
 
 
 @dataclass
