@@ -234,15 +234,8 @@ class GeminiAdapter(HTTPAdapter):
         finish = next((e.reason for e in events if isinstance(e, Finish)), None)
         return CompletionResult(content=content, reasoning=reasoning, finish_reason=finish, usage=decoder.usage)
 
-    def list_models(
-        self,
-        *,
-        http: HTTPClient | None,
-        timeout: float,
-        config: ProviderConfig | None = None,
-    ) -> list[ModelInfo]:
+    def _list_models(self, http: HTTPClient, cfg: ProviderConfig, timeout: float) -> list[ModelInfo]:
         """All pages of ``GET /models``, keeping models that can ``generateContent``."""
-        cfg, http = self._client(config, http)
         url = join_url(self._base(cfg), "models")
         models: list[ModelInfo] = []
         token = ""

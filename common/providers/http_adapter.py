@@ -15,6 +15,7 @@ from .base import (
     ChatRequest,
     CompletionResult,
     HTTPClient,
+    ModelInfo,
     ProviderAdapter,
     ProviderConfig,
     ProviderStream,
@@ -74,6 +75,10 @@ class HTTPAdapter(ProviderAdapter):
     @abc.abstractmethod
     def _completion(self, body: Any) -> CompletionResult:
         """A non-streaming answer's decoded JSON body as a :class:`CompletionResult`."""
+
+    @abc.abstractmethod
+    def _list_models(self, http: HTTPClient, cfg: ProviderConfig, timeout: float) -> list[ModelInfo]:
+        """The catalog, read from the provider's listing endpoint(s) with :meth:`_request_json`."""
 
     # -- shared plumbing -------------------------------------------------------------------------
 
@@ -156,3 +161,14 @@ class HTTPAdapter(ProviderAdapter):
             json_body=self._body(req, stream=False),
         )
         return self._completion(body)
+
+    def list_models(
+        self,
+        *,
+        http: HTTPClient | None,
+        timeout: float,
+        config: ProviderConfig | None = None,
+    ) -> list[ModelInfo]:
+        """The provider's model catalog."""
+        cfg, http = self._client(config, http)
+        return self._list_models(http, cfg, timeout)

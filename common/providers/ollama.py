@@ -158,15 +158,8 @@ class OllamaAdapter(HTTPAdapter):
             usage=decoder.usage,
         )
 
-    def list_models(
-        self,
-        *,
-        http: HTTPClient | None,
-        timeout: float,
-        config: ProviderConfig | None = None,
-    ) -> list[ModelInfo]:
+    def _list_models(self, http: HTTPClient, cfg: ProviderConfig, timeout: float) -> list[ModelInfo]:
         """``GET /api/tags``, then ``POST /api/show`` per model for context window and capabilities."""
-        cfg, http = self._client(config, http)
         base = self._base(cfg)
         body = self._request_json(http, cfg, "GET", join_url(base, "api/tags"), timeout=timeout)
         items = body.get("models") if isinstance(body, dict) else None

@@ -236,15 +236,8 @@ class OpenAIAdapter(HTTPAdapter):
     def _completion(self, body: Any) -> CompletionResult:
         return completion_from_openai(body, self.label)
 
-    def list_models(
-        self,
-        *,
-        http: HTTPClient | None,
-        timeout: float,
-        config: ProviderConfig | None = None,
-    ) -> list[ModelInfo]:
+    def _list_models(self, http: HTTPClient, cfg: ProviderConfig, timeout: float) -> list[ModelInfo]:
         """``GET {base_url}/models``."""
-        cfg, http = self._client(config, http)
         body = self._request_json(http, cfg, "GET", join_url(cfg.base_url, "models"), timeout=timeout)
         return self._parse_models(body)
 
@@ -287,16 +280,9 @@ class AzureOpenAIAdapter(OpenAIAdapter):
         body.pop("model", None)  # the deployment in the URL selects the model
         return body
 
-    def list_models(
-        self,
-        *,
-        http: HTTPClient | None,
-        timeout: float,
-        config: ProviderConfig | None = None,
-    ) -> list[ModelInfo]:
+    def _list_models(self, http: HTTPClient, cfg: ProviderConfig, timeout: float) -> list[ModelInfo]:
         """The resource's deployments (the names chat requests use); when the deployments listing is
         not served (404, newer resources), the models of ``/openai/models`` that can chat."""
-        cfg, http = self._client(config, http)
         base = self._base(cfg)
         try:
             body = self._request_json(
