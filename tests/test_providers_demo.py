@@ -19,7 +19,7 @@ from common.providers import (
     get_adapter,
 )
 from common.providers.demo import demo_answer
-from tests.fake_provider.pytest_support import Background, collect
+from tests.fake_provider.pytest_support import close_while_collecting, collect
 
 QUESTION = "How do I keep my basil plant alive indoors?"
 MESSAGES = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": QUESTION}]
@@ -112,10 +112,7 @@ def test_close_stops_the_stream():
 def test_close_from_another_thread_stops_a_slow_stream_promptly():
     adapter = get_adapter(ProviderConfig(provider="demo", demo_delay_ms=1000))
     s = stream(adapter=adapter)
-    reader = Background(lambda: collect(s))
-    time.sleep(0.2)
-    closed_at = time.monotonic()
-    s.close()
+    reader, closed_at = close_while_collecting(s, after=0.2)
     assert reader.join(2.0)
     assert reader.finished_at - closed_at < 0.5
     assert reader.result.events == []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from common.providers import (
@@ -15,7 +13,13 @@ from common.providers import (
     Usage,
     get_adapter,
 )
-from tests.fake_provider.pytest_support import Background, collect, gevent_patched, open_stream, provider_fixtures
+from tests.fake_provider.pytest_support import (
+    close_while_collecting,
+    collect,
+    gevent_patched,
+    open_stream,
+    provider_fixtures,
+)
 from tests.fake_provider.scenario import PROMPT_OVERHEAD, reasoning_text
 
 QUESTION = "What is the capital of France"
@@ -226,10 +230,7 @@ def test_closing_mid_stream_closes_the_upstream_connection(adapter, http, fake):
 def test_close_from_another_thread_wakes_a_reader_blocked_in_a_stall(adapter, http, fake):
     model = "fake-stall@after=1,key=close-blocked"
     s = stream(adapter, http, model, idle=30)
-    reader = Background(lambda: collect(s))
-    time.sleep(0.3)
-    closed_at = time.monotonic()
-    s.close()
+    reader, closed_at = close_while_collecting(s, after=0.3)
     assert reader.join(2.0), "the blocked reader did not return"
     assert reader.finished_at - closed_at < 0.5
     assert reader.result.error is None  # closing is not an error
@@ -240,10 +241,7 @@ def test_close_from_another_thread_wakes_a_reader_blocked_in_a_stall(adapter, ht
 def test_close_before_the_headers_arrive_stops_the_reader(adapter, http, fake):
     model = "fake-slow-first-byte@wait=1500,key=close-early"
     s = stream(adapter, http, model, first_byte=30)
-    reader = Background(lambda: collect(s))
-    time.sleep(0.2)
-    closed_at = time.monotonic()
-    s.close()
+    reader, closed_at = close_while_collecting(s, after=0.2)
     assert reader.join(5.0)
     assert reader.result.events == [] and reader.result.error is None
     if gevent_patched():

@@ -163,3 +163,15 @@ class Background:
         """Wait; True when the callable returned."""
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+
+def close_while_collecting(stream: ProviderStream, *, after: float) -> tuple[Background, float]:
+    """Collect ``stream`` in the background and close it from here ``after`` seconds later.
+
+    Returns the reader (its ``result`` is the :class:`Collected`) and the monotonic time of the close.
+    """
+    reader = Background(lambda: collect(stream))
+    time.sleep(after)
+    closed_at = time.monotonic()
+    stream.close()
+    return reader, closed_at
