@@ -24,18 +24,15 @@ from .base import (
     ReasoningDelta,
     StreamEvent,
     UpstreamMalformedError,
-    UpstreamTruncatedError,
     Usage,
 )
-from .http_adapter import HTTPAdapter, merge_body_section
+from .http_adapter import HTTPAdapter, SSEJSONDecoder, merge_body_section
 from .transport import (
-    SSEParser,
     data_url_parts,
     int_or_none,
     join_url,
     make_usage,
     message_text_and_images,
-    parse_json_payloads,
     raise_stream_error,
     split_reasoning_events,
 )
@@ -101,24 +98,12 @@ def usage_from_gemini(meta: Any) -> Usage | None:
     return make_usage(meta.get("promptTokenCount"), completion, meta.get("totalTokenCount"))
 
 
-class GeminiStreamDecoder:
-    """Decodes ``streamGenerateContent?alt=sse`` frames."""
+class GeminiStreamDecoder(SSEJSONDecoder):
+    """Decodes ``streamGenerateContent?alt=sse`` frames (``done`` stays false: Gemini has no marker after
+    ``finishReason``, the body simply ends)."""
 
     def __init__(self) -> None:
-        self.finished = False
-        self.done = False  # Gemini has no marker after finishReason: the body simply ends
-        self.usage: Usage | None = None
-        self._sse = SSEParser()
-
-    def feed_line(self, line: str) -> list[StreamEvent]:
-        """Feed one SSE line."""
-        data = self._sse.feed(line)
-        if data is None:
-            return []
-        events: list[StreamEvent] = []
-        for obj in parse_json_payloads(data, LABEL):
-            events += self.handle(obj)
-        return events
+        super().__init__(LABEL)
 
     def handle(self, obj: Any) -> list[StreamEvent]:
         """Handle one ``GenerateContentResponse``."""
@@ -160,25 +145,6 @@ class GeminiStreamDecoder:
             events.append(Finish(normalize_finish_reason(str(reason))))
             self.finished = True
         return events
-
-    def eof(self, rest: str) -> list[StreamEvent]:
-        """The body ended: handle an unterminated last frame."""
-        events: list[StreamEvent] = []
-        if rest:
-            events += self.feed_line(rest)
-        data = self._sse.flush()
-        if data is not None:
-            try:
-                for obj in parse_json_payloads(data, LABEL):
-                    events += self.handle(obj)
-            except UpstreamMalformedError:
-                if not self.finished:
-                    raise UpstreamTruncatedError(f"{LABEL}: the stream ended inside a frame") from None
-        return events
-
-    def flush_partial(self) -> list[StreamEvent]:
-        """Nothing is held back."""
-        return []
 
 
 class GeminiAdapter(HTTPAdapter):

@@ -4,6 +4,8 @@ A chat turn is one JSON ``POST``: streamed through :class:`HTTPEventStream` with
 decoder, or read whole with :func:`request_json` and turned into a :class:`CompletionResult`. Adapters
 only say where to send it (``_chat_url``), what to send (``_body``), how to authenticate
 (``_auth_headers``) and how to read the answer (``_stream_decoder``, ``_completion``).
+:class:`SSEJSONDecoder` is the stream decoder of the providers that stream JSON objects as server-sent
+events (OpenAI-compatible, Azure, Gemini).
 """
 
 from __future__ import annotations
@@ -19,8 +21,20 @@ from .base import (
     ProviderAdapter,
     ProviderConfig,
     ProviderStream,
+    StreamEvent,
+    UpstreamMalformedError,
+    UpstreamTruncatedError,
+    Usage,
 )
-from .transport import HTTPEventStream, StreamDecoder, build_headers, merge_body, request_json
+from .transport import (
+    HTTPEventStream,
+    SSEParser,
+    StreamDecoder,
+    build_headers,
+    merge_body,
+    parse_json_payloads,
+    request_json,
+)
 
 
 def merge_body_section(
@@ -40,6 +54,53 @@ def merge_body_section(
     if values:
         body[section] = values
     return merge_body(body, extra, protected)
+
+
+class SSEJSONDecoder(abc.ABC):
+    """A :class:`StreamDecoder` for server-sent events whose data are JSON objects; subclasses
+    :meth:`handle` one decoded object."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.finished = False
+        self.done = False
+        self.usage: Usage | None = None
+        self._sse = SSEParser()
+
+    @abc.abstractmethod
+    def handle(self, obj: Any) -> list[StreamEvent]:
+        """Handle one decoded JSON object."""
+
+    def feed_line(self, line: str) -> list[StreamEvent]:
+        """Feed one SSE line."""
+        data = self._sse.feed(line)
+        if data is None:
+            return []
+        return self._handle_data(data)
+
+    def _handle_data(self, data: str) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        for obj in parse_json_payloads(data, self.label):
+            events += self.handle(obj)
+        return events
+
+    def eof(self, rest: str) -> list[StreamEvent]:
+        """The body ended: handle an unterminated last line or frame."""
+        events: list[StreamEvent] = []
+        if rest:
+            events += self.feed_line(rest)
+        data = self._sse.flush()
+        if data is not None and not self.done:
+            try:
+                events += self._handle_data(data)
+            except UpstreamMalformedError:
+                if not self.finished:
+                    raise UpstreamTruncatedError(f"{self.label}: the stream ended inside a frame") from None
+        return events
+
+    def flush_partial(self) -> list[StreamEvent]:
+        """Events held back (none unless a subclass holds some)."""
+        return []
 
 
 class HTTPAdapter(ProviderAdapter):

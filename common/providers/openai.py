@@ -28,18 +28,15 @@ from .base import (
     StreamEvent,
     UpstreamHTTPError,
     UpstreamMalformedError,
-    UpstreamTruncatedError,
     Usage,
 )
-from .http_adapter import HTTPAdapter
+from .http_adapter import HTTPAdapter, SSEJSONDecoder
 from .think import ThinkTagSplitter
 from .transport import (
-    SSEParser,
     int_or_none,
     join_url,
     make_usage,
     merge_body,
-    parse_json_payloads,
     raise_stream_error,
 )
 
@@ -66,37 +63,12 @@ def _reasoning_of(obj: dict[str, Any]) -> str:
     return ""
 
 
-class OpenAIStreamDecoder:
+class OpenAIStreamDecoder(SSEJSONDecoder):
     """Decodes OpenAI chat-completion SSE chunks into events."""
 
     def __init__(self, label: str) -> None:
-        self.label = label
-        self.finished = False
-        self.done = False
-        self.usage: Usage | None = None
-        self._sse = SSEParser()
+        super().__init__(label)
         self._think = ThinkTagSplitter()
-
-    def feed_line(self, line: str) -> list[StreamEvent]:
-        """Feed one SSE line."""
-        data = self._sse.feed(line)
-        if data is None:
-            return []
-        return self._handle_data(data)
-
-    def eof(self, rest: str) -> list[StreamEvent]:
-        """The body ended: handle an unterminated last line or frame."""
-        events: list[StreamEvent] = []
-        if rest:
-            events += self.feed_line(rest)
-        data = self._sse.flush()
-        if data is not None and not self.done:
-            try:
-                events += self._handle_data(data)
-            except UpstreamMalformedError:
-                if not self.finished:
-                    raise UpstreamTruncatedError(f"{self.label}: the stream ended inside a frame") from None
-        return events
 
     def flush_partial(self) -> list[StreamEvent]:
         """Text held back by the ``<think>`` splitter."""
@@ -106,12 +78,10 @@ class OpenAIStreamDecoder:
         if data.strip() == "[DONE]":
             self.done = True
             return self.flush_partial()
-        events: list[StreamEvent] = []
-        for obj in parse_json_payloads(data, self.label):
-            events += self._handle_chunk(obj)
-        return events
+        return super()._handle_data(data)
 
-    def _handle_chunk(self, obj: Any) -> list[StreamEvent]:
+    def handle(self, obj: Any) -> list[StreamEvent]:
+        """Handle one ``chat.completion.chunk``."""
         if not isinstance(obj, dict):
             raise UpstreamMalformedError(f"{self.label}: stream frame is not an object: {str(obj)[:120]!r}")
         raise_stream_error(obj, self.label)
