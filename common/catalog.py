@@ -27,7 +27,7 @@ from flask import Flask, current_app, has_app_context
 
 from common.connections import http_client_for, keys_for, outbound_policy_for, provider_config
 from common.crypto import SecretDecryptError, mask_secret
-from common.db import as_datetime, execute, fetch_all, fetch_one, is_postgres, release, utcnow
+from common.db import as_datetime, execute, fetch_all, fetch_one, insert, is_postgres, release, utcnow
 from common.outbound import OutboundError
 from common.providers import ModelInfo, ProviderError, get_adapter
 from common.tokenizer import context_window_for, max_output_tokens_for
@@ -136,9 +136,10 @@ def _store(db: dataset.Database, result: FetchResult, ttl: int) -> None:
             return
         expires = now + timedelta(seconds=ttl)
         execute(tx, "DELETE FROM catalog_models WHERE connection_id = :c", c=result.connection_id)
-        table = tx["catalog_models"]
         for model, key_id in result.models:
-            table.insert(
+            insert(
+                tx,
+                "catalog_models",
                 {
                     "connection_id": result.connection_id,
                     "key_id": key_id,

@@ -31,7 +31,7 @@ from common.connections import (
     outbound_policy_for,
 )
 from common.crypto import SecretDecryptError, decrypt_secret
-from common.db import fetch_all, insert, iso, utcnow
+from common.db import fetch_all, insert, iso, update, utcnow
 from common.errors import Forbidden
 from common.validation import RequestSchema, StrictInteger, load
 
@@ -164,6 +164,6 @@ def _merge_keys(db: dataset.Database, row: dict, data: dict, material: str, resu
     with db as tx:
         for key in new_keys:
             insert(tx, "connection_keys", {**key, "connection_id": row["id"]})
-        tx["connections"].update({"id": row["id"], "updated_at": now}, ["id"])
+        update(tx, "connections", row["id"], {"updated_at": now})
         invalidate_catalog(tx, row["id"])
     result["addedKeys"] += len(new_keys)

@@ -24,7 +24,7 @@ from flask import current_app, has_app_context
 from common.auth.actors import Actor
 from common.connection_schema import MAX_ID, normalize_base_url
 from common.crypto import decrypt_secret, encrypt_secret, mask_parts, secret_last4, secret_prefix
-from common.db import execute, fetch_all, fetch_one, insert, iso, utcnow
+from common.db import execute, fetch_all, fetch_one, insert, iso, update, utcnow
 from common.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
 from common.outbound import (
     OutboundBlocked,
@@ -322,12 +322,12 @@ def update_connection(db: dataset.Database, row: dict, data: dict, material: str
     )
     with db as tx:
         values = _connection_values(data)
-        values.update(id=row["id"], updated_at=now)
-        tx["connections"].update(values, ["id"])
+        values.update(updated_at=now)
+        update(tx, "connections", row["id"], values)
         for key_id in deletes:
             execute(tx, "DELETE FROM connection_keys WHERE id = :id", id=key_id)
         for key_id, key_values in key_changes:
-            tx["connection_keys"].update({**key_values, "id": key_id}, ["id"])
+            update(tx, "connection_keys", key_id, key_values)
         for key in new_keys:
             insert(tx, "connection_keys", {**key, "connection_id": row["id"]})
         if fetch_relevant:

@@ -166,3 +166,15 @@ def insert(db: dataset.Database, table: str, row: dict) -> int:
     if not db.in_transaction:
         raise RuntimeError("insert() must run inside `with db:`")
     return int(_cursor(db, sql, row).fetchone()[0 if not db.is_postgres else "id"])
+
+
+def update(db: dataset.Database, table: str, row_id: int, changes: dict) -> int:
+    """Set some columns of the row `row_id` inside the caller's `with db:` block; returns the row count.
+
+    Like insert(), plain SQL: no table reflection (and its warnings about expression indexes).
+    """
+    columns = [column for column in changes if column != "id"]
+    if not columns:
+        return 0
+    assignments = ", ".join(f"{column} = :{column}" for column in columns)
+    return execute(db, f"UPDATE {table} SET {assignments} WHERE id = :id", **{**changes, "id": row_id})
