@@ -26,6 +26,26 @@ class Reply:
         return self.body.get("code") if isinstance(self.body, dict) else None
 
 
+def assert_failure(reply: Reply, status: int, code: str | None = None) -> None:
+    """The reply is the failure envelope with this status (and machine code, when given)."""
+    assert reply.status == status, (reply.status, reply.body)
+    assert reply.body["success"] is False
+    assert isinstance(reply.body["error"], str) and reply.body["error"]
+    if code is not None:
+        assert reply.code == code, reply.body
+
+
+def assert_no_secret_keys(value: Any) -> None:
+    """No key of any object, at any depth, mentions a password or a hash."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            assert "password" not in key.lower() and "hash" not in key.lower(), key
+            assert_no_secret_keys(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            assert_no_secret_keys(inner)
+
+
 class ApiClient:
     """Calls the app like a client would; each instance has its own cookie jar."""
 

@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from common.db import fetch_all, fetch_one, release
-from tests.api_client import ApiClient
+from tests.api_client import ApiClient, assert_failure, assert_no_secret_keys
 from tests.conftest import PASSWORD, make_app
 
 ANON_KEY = re.compile(r"^[A-Za-z0-9_-]{10,128}$")
@@ -52,23 +52,8 @@ def cookie_attrs(set_cookie: str) -> set[str]:
     return {part.strip().split("=")[0].lower() for part in set_cookie.split(";")[1:]}
 
 
-def assert_failure(reply, status: int, code: str | None = None) -> None:
-    assert reply.status == status, (reply.status, reply.body)
-    assert reply.body["success"] is False
-    assert isinstance(reply.body["error"], str) and reply.body["error"]
-    if code is not None:
-        assert reply.code == code, reply.body
 
 
-def assert_no_secret_keys(value) -> None:
-    """No key of any object, at any depth, mentions a password or a hash."""
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            assert "password" not in key.lower() and "hash" not in key.lower(), key
-            assert_no_secret_keys(inner)
-    elif isinstance(value, list):
-        for inner in value:
-            assert_no_secret_keys(inner)
 
 
 def pending_user(api, admin, username: str = "pending1"):

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from common.db import fetch_all, release
 from common.settings import DEFINITIONS
-from tests.api_client import ApiClient
+from tests.api_client import ApiClient, assert_failure
 from tests.conftest import PASSWORD, make_app
 
 PUBLIC_KEYS = {
@@ -38,12 +38,6 @@ def stored_settings(app) -> dict:
         release(db)
 
 
-def assert_failure(reply, status: int, code: str | None = None) -> None:
-    assert reply.status == status, (reply.status, reply.body)
-    assert reply.body["success"] is False
-    assert isinstance(reply.body["error"], str) and reply.body["error"]
-    if code is not None:
-        assert reply.code == code, reply.body
 
 
 def is_iso_utc(value: str) -> bool:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from common import db as db_module
 from common.db import fetch_one, release
-from tests.api_client import ApiClient
+from tests.api_client import ApiClient, assert_failure, assert_no_secret_keys
 from tests.conftest import PASSWORD
 
 NEW_PASSWORD = "fresh-pass-9"
@@ -31,22 +31,8 @@ def user_row(app, user_id: int) -> dict | None:
     return one(app, "SELECT * FROM users WHERE id = :id", id=user_id)
 
 
-def assert_failure(reply, status: int, code: str | None = None) -> None:
-    assert reply.status == status, (reply.status, reply.body)
-    assert reply.body["success"] is False
-    assert isinstance(reply.body["error"], str) and reply.body["error"]
-    if code is not None:
-        assert reply.code == code, reply.body
 
 
-def assert_no_secret_keys(value) -> None:
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            assert "password" not in key.lower() and "hash" not in key.lower(), key
-            assert_no_secret_keys(inner)
-    elif isinstance(value, list):
-        for inner in value:
-            assert_no_secret_keys(inner)
 
 
 def create(admin, username: str, **extra) -> dict:
