@@ -9,11 +9,10 @@ from marshmallow import ValidationError, validate, validates_schema
 
 from common.auth.actors import current_actor, require_user
 from common.auth.ownership import owned_session, owner_clause
-from common.chat.prompt import build_prompt, conversation_before, system_prompt
+from common.chat.prompt import build_prompt, conversation_before, system_prompt_for
 from common.db import fetch_all, fetch_one, get_db, iso
 from common.errors import ApiError, ok
 from common.model_access import resolve_model
-from common.users import get_user
 from common.validation import QueryId, RequestSchema, StrictString, load_args
 
 bp = Blueprint("chat_usage", __name__, url_prefix="/api/chat")
@@ -56,12 +55,11 @@ def _current_context(db, actor, session: dict, last: dict | None) -> dict:
     except ApiError:  # the model is gone or no longer allowed: estimate with the last known limit
         window = (last or {}).get("context_limit") or settings["max_context_tokens"]
         output, raw_id = None, session.get("model_raw_id") or ""
-    personal = (actor.user or get_user(db, actor.user_id)).get("personal_prompt") if actor.is_user else None
-    history = conversation_before(db, session["id"], 2**62)
+    history = conversation_before(db, session["id"])
     if not history:
         return {"prompt_tokens": 0, "context_limit": window, "context_remaining": window}
     prompt = build_prompt(history=history[:-1], current=history[-1], model=raw_id, context_window=window,
-                          system=system_prompt(session, personal, settings["chat_system_prompt"]),
+                          system=system_prompt_for(db, actor, session, settings["chat_system_prompt"]),
                           max_output_tokens=output)
     return {"prompt_tokens": prompt.prompt_tokens, "context_limit": window,
             "context_remaining": max(window - prompt.prompt_tokens, 0)}

@@ -9,7 +9,9 @@ from typing import Any
 import dataset
 
 from common import images, tokenizer
+from common.auth.actors import Actor
 from common.db import fetch_all
+from common.users import get_user
 
 DEFAULT_OUTPUT_RESERVE = 1024  # kept free for the answer when the model's output limit is unknown
 MAX_HISTORY_IMAGES = 4  # images of earlier messages sent again to vision models (the newest ones)
@@ -33,16 +35,25 @@ def system_prompt(session: dict, personal_prompt: str | None, default_prompt: st
     return ""
 
 
+def system_prompt_for(db: dataset.Database, actor: Actor, session: dict, default_prompt: str) -> str:
+    """`system_prompt` with the actor's personal prompt (users only; read once per request)."""
+    personal = None
+    if actor.is_user:
+        personal = (actor.user or get_user(db, actor.user_id)).get("personal_prompt")
+    return system_prompt(session, personal, default_prompt)
+
+
 def conversation_before(
-    db: dataset.Database, session_id: int, before_message_id: int, *, with_images: bool = False
+    db: dataset.Database, session_id: int, before_message_id: int | None = None, *, with_images: bool = False
 ) -> list[dict]:
-    """The conversation path before a message: each user message followed by its newest answer that
-    has text (regenerated variants are alternatives, only one of them is history). With `with_images`
-    (vision models) user messages carry their newest MAX_HISTORY_IMAGES stored images as parts."""
+    """The conversation path before a message (the whole conversation when None): each user message
+    followed by its newest answer that has text (regenerated variants are alternatives, only one of them
+    is history). With `with_images` (vision models) user messages carry their newest MAX_HISTORY_IMAGES
+    stored images as parts."""
     rows = fetch_all(
         db,
         "SELECT id, role, content, images, parent_message_id, variant_index, stream_status FROM messages "
-        "WHERE session_id = :s AND id < :before ORDER BY id",
+        "WHERE session_id = :s AND (CAST(:before AS INTEGER) IS NULL OR id < :before) ORDER BY id",
         s=session_id,
         before=before_message_id,
     )

@@ -15,12 +15,11 @@ from common.auth.ownership import owner_values
 from common.chat import store
 from common.chat.admission import Admission, admit, check_concurrency, existing_turn
 from common.chat.live import DbEventSource, EventSource, Generation, SnapshotSource
-from common.chat.prompt import build_prompt, conversation_before, system_prompt
+from common.chat.prompt import build_prompt, conversation_before, system_prompt_for
 from common.chat.runner import Plan, run
 from common.connections import http_client_for
 from common.db import fetch_all, fetch_one, release
 from common.providers import ChatRequest, get_adapter
-from common.users import get_user
 
 log = logging.getLogger("parley.chat")
 
@@ -69,14 +68,13 @@ def _prompt_for(db: dataset.Database, actor: Actor, admission: Admission, settin
     else:
         urls = [images.data_url(upload.mime, upload.data) for upload in admission.images]
         current = {"role": "user", "content": images.user_content(admission.content or "", urls)}
-        before = 2**62
+        before = None
     history = (conversation_before(db, session["id"], before, with_images=vision)
                if admission.options["context_enabled"] else [])
-    personal = (actor.user or get_user(db, actor.user_id)).get("personal_prompt") if actor.is_user else None
     return build_prompt(
         history=history,
         current=current,
-        system=system_prompt(session, personal, settings["chat_system_prompt"]),
+        system=system_prompt_for(db, actor, session, settings["chat_system_prompt"]),
         model=admission.model.raw_id,
         context_window=admission.model.context_window,
         max_output_tokens=admission.model.max_output_tokens,
