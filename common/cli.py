@@ -40,13 +40,12 @@ def serve() -> None:
 @main.command("init-db")
 def init_db() -> None:
     """Create or upgrade the database schema (also done automatically at start-up)."""
-    import sqlalchemy as sa
-
+    from common.db import maintenance_engine
     from common.migrations import current_version, migrate
 
     config = load_config()
     os.makedirs(config.data_dir, exist_ok=True)
-    engine = sa.create_engine(config.effective_database_url)
+    engine = maintenance_engine(config.effective_database_url)
     applied = migrate(engine)
     click.echo(f"schema at version {current_version(engine)}; applied now: {applied or 'nothing'}")
     engine.dispose()

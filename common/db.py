@@ -40,6 +40,22 @@ def connect(url: str) -> dataset.Database:
     )
 
 
+def maintenance_engine(url: str) -> sa.Engine:
+    """A pool-less engine for the processes that migrate or recover outside a worker (gunicorn's
+    master, the CLI). On SQLite it applies the workers' pragmas and switches the file to WAL first:
+    several workers opening a file still in rollback-journal mode at once each try to switch it, and
+    that switch fails with "database is locked" without waiting (a worker then fails to boot)."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_con, _record) -> None:
+            for statement in [*SQLITE_PRAGMAS, "PRAGMA journal_mode=WAL"]:
+                dbapi_con.execute(statement)
+
+    return engine
+
+
 def release(db: dataset.Database) -> None:
     """Return the current greenlet's connection to the pool, rolling back anything uncommitted.
 

@@ -26,9 +26,9 @@ loglevel = _config.log_level.lower()
 
 
 def _engine():
-    import sqlalchemy as sa
+    from common.db import maintenance_engine
 
-    return sa.create_engine(_config.effective_database_url, poolclass=sa.pool.NullPool)
+    return maintenance_engine(_config.effective_database_url)
 
 
 def on_starting(server) -> None:  # noqa: ARG001 - gunicorn hook signature

@@ -52,3 +52,11 @@ def test_config_prints_masked_secrets(tmp_path, monkeypatch):
     assert secrets["jwt_secret"] not in result.output
     assert shown["config"]["jwt_secret"].startswith("***")
     assert shown["settings"]["registration_enabled"] is True
+
+
+def test_init_db_leaves_the_sqlite_file_in_wal_mode(tmp_path, monkeypatch):
+    import sqlite3
+
+    _run(tmp_path, monkeypatch, "init-db")
+    with sqlite3.connect(tmp_path / "data" / "parley.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
