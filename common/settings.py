@@ -118,6 +118,8 @@ DEFINITIONS: dict[str, SettingDef] = {
         SettingDef("provider_max_idle_ms", int, 60000, minimum=1000, maximum=3_600_000),
         SettingDef("provider_timeout_ms", int, 300000, minimum=1000, maximum=3_600_000),
         SettingDef("stream_progress_persist_interval_ms", int, 500, minimum=100, maximum=10_000),
+        # Once an answer flows, relay what arrived at most this often (0: every piece as it comes).
+        SettingDef("stream_batch_interval_ms", int, 50, minimum=0, maximum=1000),
         SettingDef("usage_emit", bool, True),
         SettingDef("usage_provider_only", bool, False),
         SettingDef("chat_max_concurrent_streams", int, 2, minimum=1, maximum=1000),

@@ -192,3 +192,14 @@ def test_a_chat_turn_works_the_same_on_postgresql_and_sqlite(any_db_app, fake):
     assert message(any_db_app, second.events[0].data["assistantMessageId"])["stream_status"] == "done"
     usage = admin.get(f"/api/chat/usage?sessionId={session_id}").data
     assert usage["totals"]["total_tokens"] > 0
+
+
+def test_pieces_that_arrive_together_reach_the_client_as_fewer_content_events(app, chat):
+    # 40 pieces 50 ms apart with the default 50 ms batch interval would be ~40 events; at 200 ms
+    # the pieces of each pause go out as one event, and the text is the same.
+    chat.put("/api/settings/system", {"stream_batch_interval_ms": 200})
+    stream = send(chat, new_session(chat, "fake-slow@chunks=40,delay=50"), "hello")
+    contents = [e for e in stream.events if e.type == "content"]
+    saved = message(app, stream.events[0].data["assistantMessageId"])
+    assert len(contents) <= 15
+    assert joined(stream.events) == saved["content"] and saved["stream_status"] == "done"

@@ -19,8 +19,9 @@ from common.providers import (
     get_adapter,
     is_retryable,
 )
+from common.providers.framing import LineSplitter, SSEParser
 from common.providers.think import ThinkTagSplitter
-from common.providers.transport import LineSplitter, SSEParser, build_headers, parse_retry_after
+from common.providers.transport import build_headers, parse_retry_after
 
 
 def split(chunks):

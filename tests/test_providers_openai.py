@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+import time
+
 import pytest
 
 from common.providers import (
     ChatRequest,
+    ContentDelta,
     EndOfStream,
     Finish,
     OpenAIAdapter,
@@ -56,11 +60,38 @@ def test_normal_stream_yields_content_then_finish_usage_end(adapter, http):
     ]
 
 
-def test_content_arrives_as_several_deltas(adapter, http):
-    got = collect(stream(adapter, http, "fake-chat@chunks=4"))
-    deltas = [e for e in got.events if type(e).__name__ == "ContentDelta"]
-    assert len(deltas) == 4
+def _deltas(events) -> list:
+    return [e for e in events if isinstance(e, ContentDelta)]
+
+
+def test_pieces_that_arrive_apart_come_as_separate_deltas(adapter, http):
+    got = collect(stream(adapter, http, "fake-chat@chunks=4,delay=60"))
+    assert len(_deltas(got.events)) == 4
     assert got.content == f"Echo: {QUESTION}"
+
+
+def test_pieces_that_arrive_within_the_batch_interval_come_as_one_delta(adapter, http):
+    # 10 pieces 10 ms apart: the first goes out alone, the other nine arrive within one 300 ms pause.
+    model = "fake-chat@chunks=10,delay=10"
+    got = collect(stream(adapter, http, model, batch_interval=0.3))
+    assert len(_deltas(got.events)) <= 2
+    assert got.content == collect(stream(adapter, http, model)).content and got.ended
+
+
+def test_the_batch_interval_never_holds_back_the_first_words(adapter, http):
+    s = stream(adapter, http, "fake-chat@chunks=3,delay=100", batch_interval=2.0)
+    started = time.monotonic()
+    first = next(e for e in s if isinstance(e, ContentDelta))
+    waited = time.monotonic() - started
+    s.close()
+    assert first.text and waited < 1.0
+
+
+def test_a_batched_stream_is_still_read_to_its_end_marker(adapter, http):
+    model = "fake-chat@chunks=12,delay=15"
+    got = collect(stream(adapter, http, model, batch_interval=0.05))
+    assert got.error is None and got.content == collect(stream(adapter, http, model)).content
+    assert got.tail[-1] == EndOfStream()
 
 
 def test_request_asks_for_usage_and_sends_the_bearer_key(adapter, http, fake):
@@ -263,6 +294,17 @@ def test_a_finished_stream_leaves_its_connection_for_reuse(adapter, http, fake):
         assert collect(stream(adapter, http, "fake-chat@key=reuse-pool")).ended
     clients = [e["client"] for e in fake.requests_log(model="fake-chat@key=reuse-pool")]
     assert len(clients) == 2 and clients[0] == clients[1]
+
+
+def test_closing_a_stream_after_its_end_does_not_break_the_next_request_on_the_client(adapter, http, fake):
+    first = stream(adapter, http, "fake-chat@key=late-close")
+    events = list(itertools.takewhile(lambda e: not isinstance(e, EndOfStream), first))
+    assert events  # `first` now waits just after its end marker, its body fully read
+    second = stream(adapter, http, "fake-chat@chunks=6,delay=30,key=late-close-2")
+    assert isinstance(next(second), ContentDelta)
+    first.close()  # a late close (a cancel racing the end) must touch only its own connection
+    got = collect(second)
+    assert got.error is None and got.ended
 
 
 def test_complete_chat_returns_the_whole_answer(adapter, http, fake):

@@ -140,6 +140,7 @@ def _generate(plan: Plan, db, progress: Progress) -> None:
             plan.gen, plan.adapter, plan.provider_config, plan.request, plan.http,
             first_byte_timeout=settings["provider_timeout_ms"] / 1000,
             idle_timeout=settings["provider_max_idle_ms"] / 1000,
+            batch_interval=settings["stream_batch_interval_ms"] / 1000,
             trace=plan.trace,
         ):
             if plan.gen.cancelled:

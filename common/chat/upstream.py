@@ -81,6 +81,7 @@ def provider_events(
     *,
     first_byte_timeout: float,
     idle_timeout: float,
+    batch_interval: float = 0.0,
     trace: Trace,
 ) -> Iterator[StreamEvent | FallbackAnswer]:
     """The provider's normalized events for one generation, with retries and the fallback applied.
@@ -91,7 +92,8 @@ def provider_events(
     while True:
         sent_downstream = False
         stream = adapter.stream_chat(
-            req, http=http, idle_timeout=idle_timeout, first_byte_timeout=first_byte_timeout, config=config
+            req, http=http, idle_timeout=idle_timeout, first_byte_timeout=first_byte_timeout, config=config,
+            batch_interval=batch_interval,
         )
         gen.upstream = stream
         trace("provider_request", attempt=2 if retried else 1, model=req.model)

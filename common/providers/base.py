@@ -402,8 +402,12 @@ class ProviderAdapter(abc.ABC):
         idle_timeout: float,
         first_byte_timeout: float,
         config: ProviderConfig | None = None,
+        batch_interval: float = 0.0,
     ) -> ProviderStream:
         """Start a streamed completion. Lazy: the HTTP request is sent on the first ``next()``.
+
+        ``batch_interval``: once the answer flows, read the provider at most this often (seconds), so
+        the pieces that arrived meanwhile are handled as one burst; 0 reads each piece as it arrives.
 
         Raises (from iteration) :class:`ProviderError` subclasses: HTTP errors before streaming,
         ``upstream_timeout`` when no response headers arrive within ``first_byte_timeout`` seconds,

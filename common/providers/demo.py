@@ -217,6 +217,7 @@ class DemoAdapter(ProviderAdapter):
         idle_timeout: float = 60.0,
         first_byte_timeout: float = 300.0,
         config: ProviderConfig | None = None,
+        batch_interval: float = 0.0,  # noqa: ARG002 - local answer: its own delay paces it
     ) -> ProviderStream:
         """Stream the demo answer word by word."""
         return DemoStream(req, self._delay_ms(config))

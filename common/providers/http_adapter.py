@@ -26,10 +26,9 @@ from .base import (
     UpstreamTruncatedError,
     Usage,
 )
+from .event_stream import HTTPEventStream
+from .framing import SSEParser, StreamDecoder
 from .transport import (
-    HTTPEventStream,
-    SSEParser,
-    StreamDecoder,
     build_headers,
     merge_body,
     parse_json_payloads,
@@ -187,6 +186,7 @@ class HTTPAdapter(ProviderAdapter):
         idle_timeout: float,
         first_byte_timeout: float,
         config: ProviderConfig | None = None,
+        batch_interval: float = 0.0,
     ) -> ProviderStream:
         """Stream a chat completion as normalized events (see :class:`ProviderAdapter`)."""
         cfg, http = self._client(config, http)
@@ -200,6 +200,7 @@ class HTTPAdapter(ProviderAdapter):
             idle_timeout=idle_timeout,
             first_byte_timeout=first_byte_timeout,
             label=self.label,
+            batch_interval=batch_interval,
         )
 
     def complete_chat(

@@ -1,16 +1,6 @@
-"""HTTP plumbing shared by the network adapters: requests, error mapping, framing, the HTTP event stream.
-
-Timeouts: the connect timeout is ``min(CONNECT_TIMEOUT, first_byte_timeout)``; the status line and
-headers must arrive within ``first_byte_timeout`` (else ``upstream_timeout``); once they did, the socket's
-timeout becomes ``idle_timeout``, so every read of the body must see a byte within it (else
-``upstream_idle``).
-
-Cancellation: :class:`HTTPEventStream` keeps the response's socket. ``close()`` from another greenlet or
-thread shuts the socket down (``SHUT_RDWR``): the peer sees the connection close at once and a reader
-blocked in ``recv`` wakes up. While the request is still waiting for its response headers, under gevent
-(socket monkey-patched, same OS thread) the waiting greenlet is interrupted, which makes urllib3 close
-the half-open connection; without gevent the close happens as soon as the headers arrive.
-"""
+"""HTTP plumbing shared by the network adapters: sending requests, mapping errors, reading JSON and the
+small value helpers the adapters share. Framing is in ``framing.py``, the streamed response in
+``event_stream.py``."""
 
 from __future__ import annotations
 
@@ -20,42 +10,34 @@ import json
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 import requests
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from .base import (
     ContentDelta,
-    EndOfStream,
     HTTPClient,
     ProviderError,
-    ProviderStream,
     ReasoningDelta,
     StreamEvent,
     UpstreamAuthError,
     UpstreamConnectError,
     UpstreamHTTPError,
-    UpstreamIdleError,
     UpstreamMalformedError,
     UpstreamStreamError,
     UpstreamTimeoutError,
     UpstreamTruncatedError,
     Usage,
-    _StreamCancelled,
 )
 
 CONNECT_TIMEOUT = 10.0
 MAX_ERROR_BODY = 64 * 1024
 MAX_JSON_BODY = 32 * 1024 * 1024
-MAX_LINE = 32 * 1024 * 1024
-DRAIN_TIMEOUT = 0.25
 USER_AGENT = "Parley/0.1"
 # Headers a request may never set through connection or per-request extra headers.
 _FORBIDDEN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "te", "upgrade"})
 
-_NEWLINE = re.compile(rb"\r\n|\r|\n")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -216,9 +198,9 @@ def send(
     except requests.exceptions.ReadTimeout as exc:
         raise UpstreamTimeoutError(f"{label}: no response within {timeout:g} s") from exc
     except requests.exceptions.ConnectionError as exc:
-        raise UpstreamConnectError(f"{label}: connection failed ({_short(exc)})") from exc
+        raise UpstreamConnectError(f"{label}: connection failed ({short_reason(exc)})") from exc
     except requests.exceptions.RequestException as exc:
-        raise UpstreamConnectError(f"{label}: request failed ({_short(exc)})") from exc
+        raise UpstreamConnectError(f"{label}: request failed ({short_reason(exc)})") from exc
     if not 200 <= int(resp.status_code) < 300:
         try:
             raise error_from_response(resp, label)
@@ -227,7 +209,23 @@ def send(
     return resp
 
 
-def _short(exc: BaseException) -> str:
+def is_timeout(exc: BaseException) -> bool:
+    """Whether a transport error (or anything in its cause chain) is a read timeout."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ReadTimeoutError | socket.timeout | requests.exceptions.ReadTimeout):
+            return True
+        for arg in getattr(current, "args", ()):
+            if isinstance(arg, ReadTimeoutError | socket.timeout):
+                return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def short_reason(exc: BaseException) -> str:
+    """The root cause of a requests/urllib3 error, briefly."""
     text = str(exc)
     # requests' messages repeat the pool and URL; keep the root cause only.
     match = re.search(r"\(Caused by \w+\((?:<[^>]*>, )?'?(.*?)'?\)\)", text)
@@ -241,7 +239,7 @@ def read_json(resp: Any, label: str, *, limit: int = MAX_JSON_BODY) -> Any:
     try:
         raw = _read_bounded(resp, limit + 1)
     except (TimeoutError, requests.exceptions.ConnectionError, ReadTimeoutError) as exc:
-        if _is_timeout(exc):
+        if is_timeout(exc):
             raise UpstreamTimeoutError(f"{label}: the response body stalled") from exc
         raise UpstreamTruncatedError(f"{label}: the connection broke while reading the answer") from exc
     except (requests.exceptions.ChunkedEncodingError, ProtocolError, http.client.HTTPException) as exc:
@@ -357,305 +355,6 @@ def message_text_and_images(content: Any) -> tuple[str, list[str]]:
                 if isinstance(url, str):
                     images.append(url)
     return "\n".join(texts), images
-
-
-# --------------------------------------------------------------------------------------------------
-# Framing
-# --------------------------------------------------------------------------------------------------
-
-
-class LineSplitter:
-    """Split a byte stream into text lines; accepts LF, CRLF and CR, also split across chunks."""
-
-    def __init__(self) -> None:
-        self._buf = b""
-
-    def feed(self, data: bytes) -> list[str]:
-        """Complete lines (without terminators) found so far."""
-        buf = self._buf + data if self._buf else data
-        hold_cr = buf.endswith(b"\r")  # may be the first half of a CRLF
-        work = buf[:-1] if hold_cr else buf
-        parts = _NEWLINE.split(work)
-        tail = parts.pop()
-        self._buf = tail + b"\r" if hold_cr else tail
-        if len(self._buf) > MAX_LINE:
-            raise UpstreamMalformedError(f"stream line longer than {MAX_LINE} bytes")
-        return [part.decode("utf-8", errors="replace") for part in parts]
-
-    def rest(self) -> str:
-        """The unterminated text left at the end of the stream."""
-        buf, self._buf = self._buf, b""
-        return buf.rstrip(b"\r").decode("utf-8", errors="replace")
-
-
-class SSEParser:
-    """Server-sent events: accumulate ``data:`` lines, return the payload at each blank line."""
-
-    def __init__(self) -> None:
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> str | None:
-        """Feed one line; returns an event's data when the event is complete."""
-        if not line:
-            return self.flush()
-        if line.startswith(":"):
-            return None  # comment / keep-alive
-        name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        return None
-
-    def flush(self) -> str | None:
-        """The pending event's data, if any."""
-        if not self._data:
-            return None
-        data = "\n".join(self._data)
-        self._data = []
-        return data
-
-
-class StreamDecoder(Protocol):
-    """Turns lines of one provider's stream into events.
-
-    ``finished``: a finish reason arrived (a soft end: enough to count the answer as complete);
-    ``done``: the hard end marker arrived (stop reading now); ``usage``: the latest provider usage.
-    """
-
-    finished: bool
-    done: bool
-    usage: Usage | None
-
-    def feed_line(self, line: str) -> list[StreamEvent]: ...
-
-    def eof(self, rest: str) -> list[StreamEvent]: ...
-
-    def flush_partial(self) -> list[StreamEvent]: ...
-
-
-# --------------------------------------------------------------------------------------------------
-# The HTTP event stream
-# --------------------------------------------------------------------------------------------------
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ReadTimeoutError | socket.timeout | requests.exceptions.ReadTimeout):
-            return True
-        for arg in getattr(current, "args", ()):
-            if isinstance(arg, ReadTimeoutError | socket.timeout):
-                return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def find_socket(resp: Any) -> socket.socket | None:
-    """The socket under a streamed ``requests.Response`` (urllib3 1.x/2.x), or None."""
-    raw = getattr(resp, "raw", None)
-    conn = getattr(raw, "_connection", None)
-    sock = getattr(conn, "sock", None)
-    if sock is not None:
-        return sock
-    fp = getattr(raw, "_fp", None)
-    for path in (("fp", "raw", "_sock"), ("fp", "_sock")):
-        obj: Any = fp
-        for attr in path:
-            obj = getattr(obj, attr, None)
-        if obj is not None and hasattr(obj, "shutdown"):
-            return obj
-    return None
-
-
-def iter_body(resp: Any, label: str, idle_timeout: float) -> Iterator[bytes]:
-    """The body's bytes as they arrive; transport failures become idle/truncated errors."""
-    raw = getattr(resp, "raw", None)
-    try:
-        if raw is not None and getattr(raw, "chunked", False) and raw.supports_chunked_reads():
-            yield from raw.read_chunked(decode_content=True)
-        elif raw is not None and hasattr(raw, "read1"):
-            while True:
-                data = raw.read1(65536, decode_content=True)
-                if not data:
-                    break
-                yield data
-        else:
-            yield from resp.iter_content(chunk_size=1024)
-    except (
-        requests.exceptions.RequestException,
-        ReadTimeoutError,
-        ProtocolError,
-        http.client.HTTPException,
-        OSError,
-    ) as exc:
-        if _is_timeout(exc):
-            raise UpstreamIdleError(f"{label}: no data for {idle_timeout:g} s") from exc
-        raise UpstreamTruncatedError(f"{label}: the connection broke mid-stream ({_short(exc)})") from exc
-
-
-def _real_thread_id() -> int:
-    try:
-        from gevent.monkey import get_original
-
-        return get_original("_thread", "get_ident")()
-    except ImportError:  # pragma: no cover - gevent is a dependency
-        import threading
-
-        return threading.get_ident()
-
-
-def _current_greenlet() -> Any:
-    try:
-        import greenlet
-    except ImportError:  # pragma: no cover
-        return None
-    return greenlet.getcurrent()
-
-
-class HTTPEventStream(ProviderStream):
-    """A :class:`ProviderStream` over one streamed HTTP response, decoded by a :class:`StreamDecoder`."""
-
-    def __init__(
-        self,
-        *,
-        http: HTTPClient,
-        method: str,
-        url: str,
-        headers: dict[str, str],
-        json_body: Any,
-        decoder_factory: Callable[[Any], StreamDecoder],
-        idle_timeout: float,
-        first_byte_timeout: float,
-        label: str,
-    ) -> None:
-        super().__init__()
-        self._http = http
-        self._method = method
-        self._url = url
-        self._headers = headers
-        self._json_body = json_body
-        self._decoder_factory = decoder_factory
-        self._idle_timeout = float(idle_timeout)
-        self._first_byte_timeout = float(first_byte_timeout)
-        self._label = label
-        self._phase = "new"  # new -> connecting -> streaming
-        self._sock: socket.socket | None = None
-        self._reader: Any = None
-        self._reader_thread: int | None = None
-
-    def _produce(self) -> Iterator[StreamEvent]:
-        self._reader = _current_greenlet()
-        self._reader_thread = _real_thread_id()
-        self._phase = "connecting"
-        try:
-            resp = send(
-                self._http,
-                self._method,
-                self._url,
-                label=self._label,
-                timeout=self._first_byte_timeout,
-                headers=self._headers,
-                json_body=self._json_body,
-                stream=True,
-            )
-        finally:
-            self._phase = "streaming"
-            self._reader = None
-        try:
-            self._sock = find_socket(resp)
-            if self._closed:
-                raise _StreamCancelled()
-            if self._sock is not None:
-                try:
-                    self._sock.settimeout(self._idle_timeout)
-                except OSError:
-                    pass
-            yield from self._decode(resp)
-        finally:
-            self._sock = None
-            try:
-                resp.close()
-            except Exception:  # closing a broken connection may fail; it is gone either way
-                pass
-
-    def _decode(self, resp: Any) -> Iterator[StreamEvent]:
-        decoder = self._decoder_factory(resp)
-        lines = LineSplitter()
-        chunks = iter_body(resp, self._label, self._idle_timeout)
-        try:
-            for chunk in chunks:
-                for line in lines.feed(chunk):
-                    yield from decoder.feed_line(line)
-                    if decoder.done:
-                        break
-                if decoder.done:
-                    break
-            else:
-                yield from decoder.eof(lines.rest())
-        except (UpstreamIdleError, UpstreamTruncatedError):
-            if not decoder.finished:
-                yield from decoder.flush_partial()
-                raise
-        if decoder.done:
-            self._drain(chunks)
-        if not (decoder.done or decoder.finished):
-            yield from decoder.flush_partial()
-            raise UpstreamTruncatedError(f"{self._label}: the stream ended without its end marker")
-        if decoder.usage is not None:
-            yield decoder.usage
-        yield EndOfStream()
-
-    def _drain(self, chunks: Iterator[bytes]) -> None:
-        """Read the few bytes after the end marker (the chunked terminator), briefly, so that urllib3
-        can return the connection to its pool instead of discarding it."""
-        sock = self._sock
-        try:
-            if sock is not None:
-                sock.settimeout(min(self._idle_timeout, DRAIN_TIMEOUT))
-            received = 0
-            for chunk in chunks:
-                received += len(chunk)
-                if received > MAX_ERROR_BODY:
-                    break
-        except Exception:  # the connection is simply not reused
-            pass
-
-    def _abort(self) -> None:
-        sock = self._sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            return
-        if self._phase == "connecting":
-            self._interrupt_connecting_reader()
-
-    def _interrupt_connecting_reader(self) -> None:
-        reader, thread_id = self._reader, self._reader_thread
-        if reader is None:
-            return
-        try:
-            import gevent
-            from gevent.monkey import is_module_patched
-        except ImportError:  # pragma: no cover
-            return
-        if not is_module_patched("socket") or thread_id != _real_thread_id():
-            return  # a blocking socket in another thread cannot be interrupted; closed when headers arrive
-        if reader is gevent.getcurrent() or getattr(reader, "dead", True):
-            return
-
-        def interrupt() -> None:
-            if self._phase == "connecting" and self._reader is reader and not reader.dead:
-                try:
-                    reader.throw(_StreamCancelled())
-                except Exception:  # the greenlet may have finished in between
-                    pass
-
-        gevent.get_hub().loop.run_callback(interrupt)
 
 
 def split_reasoning_events(events: list[StreamEvent]) -> tuple[str, str]:

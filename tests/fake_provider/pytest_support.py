@@ -77,11 +77,13 @@ def open_stream(
     *,
     idle: float,
     first_byte: float = 5.0,
+    batch_interval: float = 0.0,
     **kwargs: Any,
 ) -> ProviderStream:
     """Start streaming one chat request of ``model`` with ``messages`` (``kwargs`` go to the ChatRequest)."""
     req = ChatRequest(model=model, messages=messages, **kwargs)
-    return adapter.stream_chat(req, http=http, idle_timeout=idle, first_byte_timeout=first_byte)
+    return adapter.stream_chat(req, http=http, idle_timeout=idle, first_byte_timeout=first_byte,
+                               batch_interval=batch_interval)
 
 
 @dataclass
