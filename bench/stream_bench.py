@@ -45,15 +45,20 @@ def _session(pool: int) -> requests.Session:
     return http
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+def cpu_times(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds of these processes."""
+    user = system = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / CLK_TCK
+        user, system = user + int(fields[11]), system + int(fields[12])
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    return sum(cpu_times(pids))
 
 
 def rss_mb(pid: int) -> float:
@@ -171,7 +176,9 @@ def main() -> None:
         report["idle_rss_mb_per_worker"] = max(rss_mb(pid) for pid in workers)
         headers, session_ids = setup(server, fake, model, max(levels))
         http = _session(max(levels) + 10)
-        one_server_stream(http, server.url, headers, session_ids[0])  # warm-up: tokenizer, pools, catalog
+        # Warm-up, a few streams at once so that every worker loads its tokenizer, pools and catalog
+        # before anything is measured.
+        run_level(one_server_stream, [(http, server.url, headers, sid) for sid in session_ids[:4 * args.workers]])
         pids = [server.process.pid, *workers]
         for level in levels:
             server_runs, direct_runs = [], []
@@ -180,9 +187,12 @@ def main() -> None:
                 direct = run_level(one_direct_stream, [(http, fake.openai_base_url, model)] * level)
                 direct["provider_cpu_ms_per_stream"] = (cpu_seconds([fake._proc.pid]) - fake_before) * 1000 / level
                 direct_runs.append(direct)
-                before = cpu_seconds(pids)
+                user_before, system_before = cpu_times(pids)
                 run = run_level(one_server_stream, [(http, server.url, headers, sid) for sid in session_ids[:level]])
-                run["server_cpu_ms_per_stream"] = (cpu_seconds(pids) - before) * 1000 / level
+                user_after, system_after = cpu_times(pids)
+                user_ms, system_ms = (user_after - user_before) * 1000, (system_after - system_before) * 1000
+                run["server_cpu_ms_per_stream"] = (user_ms + system_ms) / level
+                run["server_system_cpu_ms_per_stream"] = system_ms / level
                 run["server_rss_mb"] = sum(rss_mb(pid) for pid in workers)
                 server_runs.append(run)
                 gevent.sleep(0.5)
