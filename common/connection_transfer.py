@@ -96,7 +96,7 @@ def _stored_secrets(keys: list[dict], material: str) -> set[str]:
 
 def import_connections(db: dataset.Database, actor: Actor, body: Any, material: str) -> dict:
     """Import an export document into ``actor``'s scope (admins: system; users: personal)."""
-    document = load(ImportSchema(), body)
+    document = load(ImportSchema, body)
     owner = None if actor.is_admin else actor.user_id
     entries = [
         load_payload(ConnectionSchema(), item, prefix=f"connections.{i}.", create=True)

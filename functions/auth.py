@@ -89,7 +89,7 @@ def _login_response(user: dict, status: int = 200, message: str | None = None, *
 
 @bp.post("/register")
 def register():
-    data = load_body(RegisterSchema())
+    data = load_body(RegisterSchema)
     db = get_db()
     settings = _settings()
     first_account = fetch_one(db, "SELECT COUNT(*) AS n FROM users")["n"] == 0
@@ -110,7 +110,7 @@ def register():
 
 @bp.post("/login")
 def login():
-    data = load_body(LoginSchema())
+    data = load_body(LoginSchema)
     config = _config()
     db = get_db()
     login_name = (data.get("username") or data.get("email") or "").strip().lower()
@@ -178,7 +178,7 @@ def me():
 @bp.put("/password")
 def change_password():
     current = require_user()
-    data = load_body(PasswordChangeSchema())
+    data = load_body(PasswordChangeSchema)
     db = get_db()
     row = get_user(db, current.user_id)
     if not verify_password(data["currentPassword"], row["password_hash"], _config().bcrypt_rounds):

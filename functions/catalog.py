@@ -38,7 +38,7 @@ def models():
 @bp.post("/models/refresh")
 def refresh():
     actor = require_admin()
-    data = load_body(RefreshSchema(), required=False)
+    data = load_body(RefreshSchema, required=False)
     db = get_db()
     if data.get("connection_id") is not None:
         rows = [manageable_connection(db, actor, data["connection_id"])]
@@ -65,7 +65,7 @@ def refresh():
 @bp.put("/models/tags")
 def put_override():
     actor = require_admin()
-    data = load_body(OverrideSchema())
+    data = load_body(OverrideSchema)
     db = get_db()
     connection = manageable_connection(db, actor, data["connection_id"])
     return ok(override_shape(save_override(db, data), connection.get("prefix_id")), "Model override saved")
@@ -78,7 +78,7 @@ def remove_override():
     text = body.get("connectionId")
     if isinstance(text, str) and text.isdigit() and len(text) <= 12:  # from the query string
         body = {**body, "connectionId": int(body["connectionId"])}
-    data = load(ModelRefSchema(), body)
+    data = load(ModelRefSchema, body)
     db = get_db()
     manageable_connection(db, actor, data["connection_id"])
     if not delete_override(db, data["connection_id"], data["raw_id"]):

@@ -82,7 +82,7 @@ def _event_stream(source, since: int) -> Response:
 @accepts_body(large=True)  # images
 def stream():
     actor = current_actor()
-    body = load_body(StreamSchema())
+    body = load_body(StreamSchema)
     started = service.start(current_app._get_current_object(), actor, body)
     return _event_stream(started.source, 0)
 
@@ -90,7 +90,7 @@ def stream():
 @bp.post("/regenerate")
 def regenerate():
     actor = current_actor()
-    data = load_body(RegenerateSchema())
+    data = load_body(RegenerateSchema)
     body = {"sessionId": data["sessionId"], "replyToMessageId": data["messageId"]}
     started = service.start(current_app._get_current_object(), actor, body)
     return _event_stream(started.source, 0)
@@ -135,7 +135,7 @@ def _cancel_targets(db, actor, data: dict) -> list[int]:
 @bp.post("/stream/cancel")
 def cancel():
     actor = current_actor()
-    data = load_body(CancelSchema())
+    data = load_body(CancelSchema)
     db = get_db()
     cancelled = service.cancel(current_app._get_current_object(), data["sessionId"], _cancel_targets(db, actor, data))
     return ok({"cancelled": cancelled}, "Cancelled" if cancelled else "Nothing was running")
@@ -150,7 +150,7 @@ def stop():
 @accepts_body(large=True)  # images
 def completion():
     actor = current_actor()
-    body = load_body(StreamSchema())
+    body = load_body(StreamSchema)
     app = current_app._get_current_object()
     started = service.start(app, actor, body)
     cursor = 0

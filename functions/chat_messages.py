@@ -29,7 +29,7 @@ class EditSchema(RequestSchema):
 @bp.get("/<int:session_id>/messages")
 def list_messages(session_id: int):
     actor = current_actor()
-    args = load_args(PageSchema())
+    args = load_args(PageSchema)
     db = get_db()
     owned_session(db, actor, session_id)
     limit = int(args["limit"])
@@ -46,7 +46,7 @@ def list_messages(session_id: int):
 @bp.put("/<int:session_id>/messages/<int:message_id>")
 def edit_message(session_id: int, message_id: int):
     actor = current_actor()
-    data = load_body(EditSchema())
+    data = load_body(EditSchema)
     db = get_db()
     owned_session(db, actor, session_id)
     message = owned_message(db, actor, message_id, session_id)

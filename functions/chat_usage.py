@@ -68,7 +68,7 @@ def _current_context(db, actor, session: dict, last: dict | None) -> dict:
 @bp.get("/usage")
 def usage():
     actor = current_actor()
-    args = load_args(UsageSchema())
+    args = load_args(UsageSchema)
     db = get_db()
     clause, params = owner_clause(actor)
     session = None
@@ -107,7 +107,7 @@ def sessions_usage():
 @bp.get("/usage/daily")
 def daily_usage():
     actor = require_user()
-    args = load_args(DailySchema())
+    args = load_args(DailySchema)
     db = get_db()
     clause, params = owner_clause(actor)
     if args["sessionId"] is not None:

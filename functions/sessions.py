@@ -97,7 +97,7 @@ def _get(db, session_id: int) -> dict:
 @bp.get("/")
 def list_sessions():
     actor = current_actor()
-    args = load_args(ListSchema())
+    args = load_args(ListSchema)
     db = get_db()
     clause, params = owner_clause(actor)
     total = fetch_one(db, f"SELECT COUNT(*) AS n FROM chat_sessions WHERE {clause}", **params)["n"]
@@ -114,7 +114,7 @@ def list_sessions():
 @bp.post("/")
 def create_session():
     actor = current_actor()
-    data = load_body(CreateSchema())
+    data = load_body(CreateSchema)
     db = get_db()
     now = utcnow()
     row = owner_values(actor) | _model_columns(db, actor, data) | {
@@ -138,7 +138,7 @@ def get_session(session_id: int):
 @bp.put("/<int:session_id>")
 def update_session(session_id: int):
     actor = current_actor()
-    data = load_body(UpdateSchema())
+    data = load_body(UpdateSchema)
     db = get_db()
     owned_session(db, actor, session_id)
     changes = {column: data[key] for key, column in OPTION_COLUMNS.items() if key in data}
@@ -159,7 +159,7 @@ def update_session(session_id: int):
 @bp.put("/<int:session_id>/model")
 def switch_model(session_id: int):
     actor = current_actor()
-    data = load_body(ModelChoice())
+    data = load_body(ModelChoice)
     db = get_db()
     owned_session(db, actor, session_id)
     columns = _model_columns(db, actor, data) | {"updated_at": utcnow()}
@@ -187,7 +187,7 @@ def delete_session(session_id: int):
 @bp.delete("/")
 def delete_sessions():
     actor = current_actor()
-    data = load_body(DeleteManySchema(), required=False)
+    data = load_body(DeleteManySchema, required=False)
     db = get_db()
     clause, params = owner_clause(actor)
     if data["excludePinned"]:

@@ -127,7 +127,7 @@ def get_personal():
 @accepts_body(large=True)  # avatar uploads
 def put_personal():
     actor = require_user()
-    data = load_body(PersonalSchema())
+    data = load_body(PersonalSchema)
     upload = None
     if data.get("avatar") is not None:
         upload = images.parse_upload(data["avatar"], max_bytes=images.MAX_AVATAR_BYTES, field="avatar")

@@ -80,7 +80,7 @@ def _active_or_404(db, token: str) -> dict:
 @bp.post("/")
 def create_share():
     actor = current_actor()
-    data = load_body(CreateSchema())
+    data = load_body(CreateSchema)
     db = get_db()
     session = owned_session(db, actor, data["sessionId"])
     wanted = sorted(set(data["messageIds"]))
@@ -111,7 +111,7 @@ def create_share():
 @bp.get("/")
 def list_shares():
     actor = current_actor()
-    args = load_args(ListSchema())
+    args = load_args(ListSchema)
     db = get_db()
     clause, params = owner_clause(actor)
     if args.get("sessionId") is not None:
@@ -156,7 +156,7 @@ def stream_share(token: str):
 @bp.patch("/<int:share_id>")
 def update_share(share_id: int):
     actor = current_actor()
-    data = load_body(UpdateSchema())
+    data = load_body(UpdateSchema)
     db = get_db()
     share = owned_row(db, "shares", share_id, actor, "Share")
     if share["revoked_at"] is not None:

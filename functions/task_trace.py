@@ -46,7 +46,7 @@ def _trace_or_404(db, trace_id: int) -> dict:
 @bp.get("/")
 def list_traces():
     require_admin()
-    args = load_args(ListSchema())
+    args = load_args(ListSchema)
     db = get_db()
     where, params = [], {}
     if args.get("sessionId") is not None:
@@ -99,7 +99,7 @@ def delete_trace(trace_id: int):
 @bp.post("/cleanup")
 def cleanup():
     require_admin()
-    data = load_body(CleanupSchema(), required=False)
+    data = load_body(CleanupSchema, required=False)
     days = data.get("retentionDays")
     if days is None:
         days = current_app.extensions["parley.settings"].get("task_trace_retention_days")

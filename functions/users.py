@@ -121,7 +121,7 @@ def _protect_admins(admin: Actor, target: dict, *, removes_admin: bool) -> None:
 @bp.get("/")
 def list_users():
     require_admin()
-    args = load_args(ListSchema())
+    args = load_args(ListSchema)
     where, params = ["1 = 1"], {}
     if args["search"]:
         where.append("(lower(username) LIKE :q OR lower(COALESCE(email, '')) LIKE :q)")
@@ -146,7 +146,7 @@ def list_users():
 @bp.post("/")
 def create():
     require_admin()
-    data = load_body(CreateSchema())
+    data = load_body(CreateSchema)
     user = create_user(
         get_db(),
         username=data["username"],
@@ -167,7 +167,7 @@ def get_one(user_id: int):
 @bp.put("/<int:user_id>/username")
 def rename(user_id: int):
     require_admin()
-    data = load_body(UsernameSchema())
+    data = load_body(UsernameSchema)
     _target(user_id)
     if username_taken(get_db(), data["username"], except_id=user_id):
         raise Conflict("Username is already taken", code="username_taken")
@@ -177,7 +177,7 @@ def rename(user_id: int):
 @bp.put("/<int:user_id>/role")
 def set_role(user_id: int):
     admin = require_admin()
-    data = load_body(RoleSchema())
+    data = load_body(RoleSchema)
     target = _target(user_id)
     removes_admin = target["role"] == ADMIN and data["role"] != ADMIN
     _protect_admins(admin, target, removes_admin=removes_admin)
@@ -196,7 +196,7 @@ def approve(user_id: int):
 @bp.post("/<int:user_id>/reject")
 def reject(user_id: int):
     admin = require_admin()
-    data = load_body(RejectSchema(), required=False)
+    data = load_body(RejectSchema, required=False)
     target = _target(user_id)
     _protect_admins(admin, target, removes_admin=True)
     user = update_user_keeping_an_admin(get_db(), user_id, status=DISABLED, rejection_reason=data.get("reason"))
@@ -207,7 +207,7 @@ def reject(user_id: int):
 @bp.post("/<int:user_id>/status")
 def set_status(user_id: int):
     admin = require_admin()
-    data = load_body(StatusSchema())
+    data = load_body(StatusSchema)
     target = _target(user_id)
     disabling = data["status"] == DISABLED
     _protect_admins(admin, target, removes_admin=disabling)
@@ -224,7 +224,7 @@ def set_status(user_id: int):
 @bp.put("/<int:user_id>/password")
 def reset_password(user_id: int):
     require_admin()
-    data = load_body(PasswordSchema())
+    data = load_body(PasswordSchema)
     _target(user_id)
     rounds = current_app.config["PARLEY"].bcrypt_rounds
     update_user(get_db(), user_id, password_hash=hash_password(data["password"], rounds))
@@ -257,7 +257,7 @@ def get_quota(user_id: int):
 @bp.put("/<int:user_id>/quota")
 def set_quota(user_id: int):
     require_admin()
-    data = load_body(QuotaSchema())
+    data = load_body(QuotaSchema)
     user = _target(user_id)
     if "dailyLimit" in data:
         user = update_user(get_db(), user_id, daily_quota=data["dailyLimit"])

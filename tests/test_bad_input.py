@@ -299,3 +299,15 @@ def test_the_app_survives_all_of_it(shared):
     assert ApiClient(shared).get("/api/settings/health").status == 200
     assert fresh_admin(shared).get("/api/auth/me").data["username"] == "admin"
     assert os.path.exists(shared.config["PARLEY"].data_dir)
+
+
+def test_a_reused_request_schema_keeps_no_state_between_requests(api, admin):
+    # Schemas given as classes are instantiated once per process; one request's errors or values
+    # must not leak into the next.
+    from tests.chat_support import new_session
+
+    bad = admin.post("/api/chat/stream", {"sessionId": "x", "content": 5})
+    assert bad.status == 400 and set(bad.data["fields"]) == {"sessionId", "content"}
+    session_id = new_session(admin, "demo-chat")
+    bad_again = admin.post("/api/chat/stream", {"sessionId": session_id, "content": 7})
+    assert bad_again.status == 400 and set(bad_again.data["fields"]) == {"content"}
