@@ -464,6 +464,20 @@ def test_invalid_bearer_token_is_401_never_anonymous(api, admin, app, kind):
         assert_failure(api.get(path, token=tokens[kind]), 401, "invalid_token")
 
 
+def test_a_token_accepted_before_is_refused_once_it_expires(api, admin, app, monkeypatch):
+    import common.auth.tokens as tokens
+
+    secret = app.config["PARLEY"].jwt_secret
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    token = jwt.encode({"sub": "1", "jti": "soon" * 4, "tv": 0, "exp": soon}, secret, "HS256")  # the admin
+    assert api.get("/api/auth/me", token=token).status == 200  # verified, and remembered
+
+    later = tokens.utcnow() + timedelta(seconds=31)
+    monkeypatch.setattr(tokens, "utcnow", lambda: later)
+
+    assert_failure(api.get("/api/auth/me", token=token), 401, "invalid_token")
+
+
 def test_invalid_cookie_token_is_401_and_the_cookie_is_cleared(api, admin):
     browser = api.with_token(None)
     browser.client.set_cookie("token", "garbage.token.value")

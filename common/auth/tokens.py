@@ -7,6 +7,7 @@ which revokes every token issued before.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ import jwt
 from common.db import execute, utcnow
 
 ALGORITHM = "HS256"
+VERIFIED_TOKENS_KEPT = 4096
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,20 @@ def _epoch(value: datetime) -> int:
 
 
 def decode_token(token: str, secret: str) -> TokenClaims:
-    """Verify signature, expiry and shape; raise InvalidToken otherwise."""
+    """Verify signature, expiry and shape; raise InvalidToken otherwise.
+
+    A token that verified once is remembered (bounded, per process): clients send the same token
+    with every request, and PyJWT's full decode costs more than the rest of authentication. Expiry
+    is checked again on every call; revocation is the caller's check, against the database."""
+    claims = _verified_claims(token, secret)
+    if claims.expires_at <= utcnow():
+        raise InvalidToken("Signature has expired")
+    return claims
+
+
+@functools.lru_cache(maxsize=VERIFIED_TOKENS_KEPT)
+def _verified_claims(token: str, secret: str) -> TokenClaims:
+    # Only successful verifications are cached (lru_cache does not keep exceptions).
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "jti", "exp", "tv"]})
         return TokenClaims(
