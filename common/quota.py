@@ -13,7 +13,7 @@ import dataset
 from flask import current_app, request
 
 from common.auth.actors import Actor
-from common.db import execute, fetch_one, iso, utcnow
+from common.db import execute, fetch_all, fetch_one, iso, utcnow
 from common.errors import TooManyRequests
 from common.users import get_user
 
@@ -33,6 +33,8 @@ class Reservation:
 
     day: str
     counters: list[Counter] = field(default_factory=list)
+    used: int = 0  # the actor's own counter right after the reservation
+    last_reset_at: datetime | None = None
 
 
 def today() -> str:
@@ -71,11 +73,15 @@ def _used_today(db: dataset.Database, counter: Counter, day: str) -> tuple[int, 
     return int(row["used"]), row["last_reset_at"]
 
 
-def snapshot(db: dataset.Database, actor: Actor) -> dict:
-    """The QuotaSnapshot of api.md for the actor's own counter."""
-    counter = counters_for(db, actor)[0]
-    day = today()
-    used, reset_at = _used_today(db, counter, day)
+def snapshot(db: dataset.Database, actor: Actor, reservation: Reservation | None = None) -> dict:
+    """The QuotaSnapshot of api.md for the actor's own counter (as `reservation` left it, when given:
+    no need to read it again)."""
+    if reservation is not None:
+        counter, day = reservation.counters[0], reservation.day
+        used, reset_at = reservation.used, reservation.last_reset_at
+    else:
+        counter, day = counters_for(db, actor)[0], today()
+        used, reset_at = _used_today(db, counter, day)
     custom = None
     if actor.is_user and not actor.is_admin:
         user = actor.user or get_user(db, actor.user_id)
@@ -100,11 +106,10 @@ def reserve(db: dataset.Database, actor: Actor) -> Reservation:
     day, now = today(), utcnow()
     try:
         with db as tx:
-            for counter in counters:
-                _take_one(tx, counter, day, now)
+            taken = [_take_one(tx, counter, day, now) for counter in counters]
     except _Exhausted as exc:  # the transaction rolled back: nothing is charged
         _raise_exhausted(db, actor, exc.counter)
-    return Reservation(day, counters)
+    return Reservation(day, counters, used=int(taken[0]["used"]), last_reset_at=taken[0]["last_reset_at"])
 
 
 class _Exhausted(Exception):
@@ -113,23 +118,33 @@ class _Exhausted(Exception):
         self.counter = counter
 
 
-def _take_one(tx: dataset.Database, counter: Counter, day: str, now: datetime) -> None:
-    execute(
-        tx,
-        "INSERT INTO quota_counters (scope, identifier, day, used, last_reset_at, updated_at) "
-        "VALUES (:s, :i, :day, 0, :now, :now) ON CONFLICT (scope, identifier) DO NOTHING",
-        s=counter.scope, i=counter.identifier, day=day, now=now,
-    )
+def _take_one(tx: dataset.Database, counter: Counter, day: str, now: datetime) -> dict:
+    """Take a unit from the counter (a new day starts it again at 1); returns its `used` and
+    `last_reset_at` afterwards. A counter seen for the first time is created, then taken from."""
+    taken = _increment(tx, counter, day, now)
+    if taken is None:  # no row yet, or no unit left: make sure the row exists and try once more
+        execute(
+            tx,
+            "INSERT INTO quota_counters (scope, identifier, day, used, last_reset_at, updated_at) "
+            "VALUES (:s, :i, :day, 0, :now, :now) ON CONFLICT (scope, identifier) DO NOTHING",
+            s=counter.scope, i=counter.identifier, day=day, now=now,
+        )
+        taken = _increment(tx, counter, day, now)
+    if taken is None:
+        raise _Exhausted(counter)
+    return taken
+
+
+def _increment(tx: dataset.Database, counter: Counter, day: str, now: datetime) -> dict | None:
     limit_clause = "" if counter.limit is None else " AND (day <> :day OR used < :limit)"
-    taken = execute(
+    rows = fetch_all(
         tx,
         "UPDATE quota_counters SET used = CASE WHEN day = :day THEN used + 1 ELSE 1 END, "
         "last_reset_at = CASE WHEN day = :day THEN last_reset_at ELSE :now END, day = :day, "
-        f"updated_at = :now WHERE scope = :s AND identifier = :i{limit_clause}",
+        f"updated_at = :now WHERE scope = :s AND identifier = :i{limit_clause} RETURNING used, last_reset_at",
         s=counter.scope, i=counter.identifier, day=day, now=now, limit=counter.limit,
     )
-    if taken != 1:
-        raise _Exhausted(counter)
+    return rows[0] if rows else None
 
 
 def _raise_exhausted(db: dataset.Database, actor: Actor, counter: Counter) -> None:

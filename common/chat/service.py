@@ -114,7 +114,7 @@ def start(app: Flask, actor: Actor, body: dict) -> Started:
     gen = Generation(assistant["id"], admission.session["id"], actor.identifier, assistant["client_message_id"])
     gen.log.append({"type": "start", "messageId": turn.user_message["id"], "assistantMessageId": assistant["id"],
                     "assistantClientMessageId": assistant["client_message_id"]})
-    gen.log.append({"type": "quota", "quota": quota.snapshot(db, actor)})
+    gen.log.append({"type": "quota", "quota": quota.snapshot(db, actor, reservation)})
     model = admission.model
     plan = Plan(
         app=app, gen=gen, session_id=admission.session["id"],

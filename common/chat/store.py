@@ -55,12 +55,13 @@ def create_turn(
                 "created_at": now, "updated_at": now,
             }
             user["id"] = insert(tx, "messages", user)
+            variant = 1  # a new question has no answers yet
         else:
             user = reply_to
-        variant = fetch_one(
-            tx, "SELECT COALESCE(MAX(variant_index), 0) + 1 AS v FROM messages WHERE parent_message_id = :p",
-            p=user["id"],
-        )["v"]
+            variant = fetch_one(
+                tx, "SELECT COALESCE(MAX(variant_index), 0) + 1 AS v FROM messages WHERE parent_message_id = :p",
+                p=user["id"],
+            )["v"]
         assistant = {
             "session_id": session["id"], "role": "assistant", "content": "", "parent_message_id": user["id"],
             "variant_index": variant, "client_message_id": assistant_client_id, "stream_status": "streaming",
@@ -157,16 +158,16 @@ def finalize(
     was deleted meanwhile (its session was deleted: nothing is left to write)."""
     now = utcnow()
     with db as tx:
-        if fetch_one(tx, "SELECT id FROM messages WHERE id = :id", id=message_id) is None:
-            execute(tx, "DELETE FROM generations WHERE message_id = :m", m=message_id)
-            return False
-        execute(
+        saved = execute(
             tx,
             "UPDATE messages SET content = :c, reasoning = :r, reasoning_duration_seconds = :rs, stream_status = :st,"
             " stream_error = :e, metrics = :mx, stream_cursor = :cur, updated_at = :now WHERE id = :id",
             c=content, r=reasoning or None, rs=reasoning_seconds, st=status, e=error,
             mx=json.dumps(metrics) if metrics else None, cur=events[-1][0] if events else 0, now=now, id=message_id,
         )
+        if not saved:  # the message went with its session
+            execute(tx, "DELETE FROM generations WHERE message_id = :m", m=message_id)
+            return False
         _write_events(tx, message_id, events)
         execute(
             tx, "UPDATE generations SET state = :st, finished_at = :now WHERE message_id = :m",
