@@ -57,6 +57,31 @@ def test_o200k_hello_world_token_ids(precise):
     assert tokenizer.encode("hello world", "gpt-4o") == [24912, 2375]
 
 
+def test_a_text_counted_again_gets_the_same_exact_count(precise):
+    long_text = ENGLISH * 3
+    first = [tokenizer.count_text(t, "gpt-4") for t in ("hi", long_text)]
+    again = [tokenizer.count_text(t, "gpt-4") for t in ("hi", long_text)]
+    assert first == again == [len(tokenizer.encode("hi", "gpt-4")), len(tokenizer.encode(long_text, "gpt-4"))]
+
+
+def test_remembered_counts_are_per_encoding_and_per_text(precise):
+    text = ENGLISH * 2
+    same_length = text.replace("Parley", "Purley")  # same length: its digest tells them apart
+    assert tokenizer.count_text(text, "gpt-4") == len(tokenizer.encode(text, "gpt-4"))
+    assert tokenizer.count_text(text, "gpt-4o") == len(tokenizer.encode(text, "gpt-4o"))
+    assert tokenizer.count_text(same_length, "gpt-4") == len(tokenizer.encode(same_length, "gpt-4"))
+
+
+def test_the_count_cache_keeps_at_most_its_bound(precise, monkeypatch):
+    from common.tokenizer import counting
+
+    cache = counting._CountCache(entries=3)
+    monkeypatch.setattr(counting, "_counts", cache)
+    for word in ("alpha", "beta", "gamma", "delta", "epsilon"):
+        tokenizer.count_text(word, "gpt-4")
+    assert len(cache._counts) == 3
+
+
 def test_precise_count_text_matches_encode_length(precise):
     assert tokenizer.count_text(ENGLISH, "gpt-4o") == len(tokenizer.encode(ENGLISH, "gpt-4o"))
     assert tokenizer.mode() == "precise"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,6 +17,11 @@ TOKENS_PER_MESSAGE = 4
 TOKENS_PER_CONVERSATION = 3
 #: Fixed cost counted for each image part of a message.
 TOKENS_PER_IMAGE = 85
+#: Exact counts remembered per process: a conversation's history is counted again for every new
+#: message, and a text's count never changes. Long texts are keyed by a 128-bit digest, so the
+#: cache's memory stays bounded (~3 MB) whatever the messages' size.
+COUNT_CACHE_ENTRIES = 16384
+_DIGEST_FROM = 128  # characters; shorter texts are their own key
 
 
 class TokenizerUnavailable(RuntimeError):
@@ -41,10 +48,41 @@ def count_text(text: str, model: str = "") -> int:
     """
     if not text:
         return 0
-    enc = _get_encoding(encoding_name_for(model))
+    name = encoding_name_for(model)
+    enc = _get_encoding(name)
     if enc is None:
         return estimate_tokens(text)
-    return len(enc.encode_ordinary(text))
+    return _counts.count(name, enc, text)
+
+
+class _CountCache:
+    """A bounded LRU of exact token counts by (encoding, text or its digest)."""
+
+    def __init__(self, entries: int) -> None:
+        self.entries = entries
+        self._counts: OrderedDict[tuple, int] = OrderedDict()
+
+    def count(self, encoding_name: str, enc: Any, text: str) -> int:
+        if len(text) < _DIGEST_FROM:
+            key: tuple = (encoding_name, text)
+        else:
+            digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+            key = (encoding_name, len(text), digest)
+        known = self._counts.get(key)
+        if known is not None:
+            self._counts.move_to_end(key)
+            return known
+        counted = len(enc.encode_ordinary(text))
+        self._counts[key] = counted
+        if len(self._counts) > self.entries:
+            self._counts.popitem(last=False)
+        return counted
+
+    def clear(self) -> None:
+        self._counts.clear()
+
+
+_counts = _CountCache(COUNT_CACHE_ENTRIES)
 
 
 _IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
