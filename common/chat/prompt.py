@@ -94,12 +94,12 @@ def build_prompt(
     """Fit history into `context_window - system - output reserve`, newest first by whole messages;
     the current message is always kept."""
     system_messages = [{"role": "system", "content": system}] if system else []
-    system_tokens = tokenizer.count_messages(system_messages, model) - 3 if system_messages else 0
+    system_tokens = tokenizer.count_message(system_messages[0], model) if system_messages else 0
     reserve = max_output_tokens or min(DEFAULT_OUTPUT_RESERVE, context_window // 4)
     budget = max(context_window - system_tokens - reserve, 0)
-    kept = tokenizer.truncate_history([*history, current], budget, model)
+    kept, kept_tokens = tokenizer.fit_history([*history, current], budget, model)
     messages = [*system_messages, *kept]
-    prompt_tokens = tokenizer.count_messages(messages, model)
+    prompt_tokens = system_tokens + kept_tokens  # = count_messages(messages), counted once
     max_tokens = None
     if max_output_tokens:
         max_tokens = max(1, min(max_output_tokens, context_window - prompt_tokens))

@@ -27,6 +27,7 @@ from common.tokenizer.counting import (
     count_messages,
     count_text,
     encode,
+    fit_history,
     truncate_history,
 )
 from common.tokenizer.files import blob_info, cache_file_name, unpack_encoding
@@ -75,6 +76,7 @@ __all__ = [
     "max_output_tokens_for",
     "mode",
     "preload",
+    "fit_history",
     "truncate_history",
     "unpack_encoding",
 ]

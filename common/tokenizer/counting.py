@@ -135,8 +135,15 @@ def truncate_history(messages: Sequence[Mapping[str, Any]], budget: int, model: 
     so the oldest are dropped first. The last (current) message is always kept, even if it alone
     exceeds the budget. Returns the kept messages in their original order (same dict objects).
     """
+    return fit_history(messages, budget, model)[0]
+
+
+def fit_history(
+    messages: Sequence[Mapping[str, Any]], budget: int, model: str = ""
+) -> tuple[list[Mapping[str, Any]], int]:
+    """:func:`truncate_history` and the :func:`count_messages` total of what it kept."""
     if not messages:
-        return []
+        return [], 0
     kept = [messages[-1]]
     used = TOKENS_PER_CONVERSATION + count_message(messages[-1], model)
     for message in reversed(messages[:-1]):
@@ -146,4 +153,4 @@ def truncate_history(messages: Sequence[Mapping[str, Any]], budget: int, model: 
         kept.append(message)
         used += cost
     kept.reverse()
-    return kept
+    return kept, used
