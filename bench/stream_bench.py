@@ -57,6 +57,20 @@ def cpu_times(pids: list[int]) -> tuple[float, float]:
     return user / CLK_TCK, system / CLK_TCK
 
 
+def io_counts(pids: list[int]) -> dict[str, int]:
+    """Read and write system calls of these processes (sockets and files alike)."""
+    totals = {"syscr": 0, "syscw": 0}
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+                name, _, value = line.partition(": ")
+                if name in totals:
+                    totals[name] += int(value)
+        except OSError:
+            continue
+    return totals
+
+
 def cpu_seconds(pids: list[int]) -> float:
     return sum(cpu_times(pids))
 
@@ -187,12 +201,16 @@ def main() -> None:
                 direct = run_level(one_direct_stream, [(http, fake.openai_base_url, model)] * level)
                 direct["provider_cpu_ms_per_stream"] = (cpu_seconds([fake._proc.pid]) - fake_before) * 1000 / level
                 direct_runs.append(direct)
+                io_before = io_counts(workers)
                 user_before, system_before = cpu_times(pids)
                 run = run_level(one_server_stream, [(http, server.url, headers, sid) for sid in session_ids[:level]])
                 user_after, system_after = cpu_times(pids)
                 user_ms, system_ms = (user_after - user_before) * 1000, (system_after - system_before) * 1000
                 run["server_cpu_ms_per_stream"] = (user_ms + system_ms) / level
                 run["server_system_cpu_ms_per_stream"] = system_ms / level
+                io_after = io_counts(workers)
+                for name in io_after:
+                    run[f"server_{name}_per_stream"] = (io_after[name] - io_before[name]) / level
                 run["server_rss_mb"] = sum(rss_mb(pid) for pid in workers)
                 server_runs.append(run)
                 gevent.sleep(0.5)
