@@ -27,3 +27,14 @@ def test_the_master_leaves_a_fresh_sqlite_file_migrated_and_in_wal_mode(tmp_path
     app = make_app(tmp_path / "data")
     assert fetch_one(app.extensions["parley.db"], "SELECT COUNT(*) AS n FROM schema_migrations")["n"] > 0
 
+
+
+def test_a_booted_worker_moves_its_start_up_objects_out_of_the_collectors_way(tmp_path, monkeypatch):
+    import gc
+
+    hooks = _master_hooks(monkeypatch, tmp_path / "data")
+    try:
+        hooks.post_worker_init(None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # this test process is no worker
