@@ -56,6 +56,25 @@ def maintenance_engine(url: str) -> sa.Engine:
     return engine
 
 
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """Whether a database error is worth retrying later rather than a bug: SQLite busy or locked
+    past its busy timeout, or PostgreSQL's operational errors (a lost or refused connection, a
+    shutdown, too many connections: psycopg's OperationalError and its subclasses)."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    original = getattr(exc, "orig", None) or exc
+    if isinstance(original, sqlite3.OperationalError):
+        return getattr(original, "sqlite_errorcode", None) in (SQLITE_BUSY, SQLITE_LOCKED)
+    try:
+        import psycopg  # installed only where PostgreSQL is used
+    except ImportError:
+        return False
+    return isinstance(original, psycopg.OperationalError)
+
+
 def release(db: dataset.Database) -> None:
     """Return the current greenlet's connection to the pool, rolling back anything uncommitted.
 

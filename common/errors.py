@@ -9,10 +9,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from common.db import is_transient_error
+
 log = logging.getLogger(__name__)
+DATABASE_RETRY_AFTER_SECONDS = 1
 
 
 class ApiError(Exception):
@@ -137,6 +141,14 @@ def register_error_handlers(app: Flask) -> None:
             message = f"Method {request.method} not allowed for {request.path}"
             return _error_response(405, message, "method_not_allowed", headers=allow)
         return _error_response(status, exc.description or exc.name, exc.name.lower().replace(" ", "_"))
+
+    @app.errorhandler(sa.exc.DBAPIError)
+    def _database_error(exc: sa.exc.DBAPIError):
+        if not is_transient_error(exc):
+            return _unexpected(exc)
+        log.warning("database busy or unreachable on %s %s: %s", request.method, request.path, exc.orig)
+        return _error_response(503, "The database is busy; try again in a moment", "database_busy",
+                               headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

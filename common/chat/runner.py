@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import gevent
+import sqlalchemy as sa
 from flask import Flask
 
 from common import tokenizer
@@ -15,10 +17,11 @@ from common.chat import store
 from common.chat.live import Event, Generation
 from common.chat.prompt import Prompt
 from common.chat.upstream import FallbackAnswer, Trace, provider_events
-from common.db import release
+from common.db import is_transient_error, release
 from common.providers import ChatRequest, ContentDelta, EndOfStream, Finish, ProviderError, ReasoningDelta, Usage
 
 log = logging.getLogger("parley.chat")
+FINAL_WRITE_PAUSES = (0.5, 1.0, 2.0, 4.0)  # seconds between attempts of the final write
 
 
 @dataclass
@@ -120,9 +123,32 @@ def _on_event(plan: Plan, progress: Progress, event: Any) -> None:
 def _checkpoint_if_due(plan: Plan, db, progress: Progress) -> None:
     interval = plan.settings["stream_progress_persist_interval_ms"] / 1000
     if progress.pending and time.monotonic() - progress.last_checkpoint >= interval:
-        store.checkpoint(db, plan.gen.message_id, progress.content, progress.reasoning, progress.pending)
-        progress.pending = []
+        try:
+            store.checkpoint(db, plan.gen.message_id, progress.content, progress.reasoning, progress.pending)
+        except sa.exc.DBAPIError as exc:
+            if not is_transient_error(exc):
+                raise
+            # A busy database must not cost the answer: keep the events and write them next time.
+            log.warning("generation %s: checkpoint skipped (%s)", plan.gen.message_id, exc.orig)
+            release(db)
+        else:
+            progress.pending = []
         progress.last_checkpoint = time.monotonic()
+
+
+def _persist_final(db, message_id: int, **final) -> None:
+    """store.finalize, tried again after a pause while the database is busy or unreachable: the
+    answer is complete in memory and only this write saves it."""
+    for pause in (*FINAL_WRITE_PAUSES, None):
+        try:
+            store.finalize(db, message_id, **final)
+            return
+        except sa.exc.DBAPIError as exc:
+            if pause is None or not is_transient_error(exc):
+                raise
+            log.warning("generation %s: final write failed (%s); again in %g s", message_id, exc.orig, pause)
+            release(db)
+            gevent.sleep(pause)
 
 
 def _generate(plan: Plan, db, progress: Progress) -> None:
@@ -215,8 +241,8 @@ def _finish(plan: Plan, db, progress: Progress, status: str, error: str | None, 
             "total_tokens": usage["total_tokens"], "context_limit": usage["context_limit"],
             "usage_source": usage["usage_source"],
         }
-    store.finalize(
-        db, plan.gen.message_id, plan.session_id, status=status, content=progress.content,
+    _persist_final(
+        db, plan.gen.message_id, session_id=plan.session_id, status=status, content=progress.content,
         reasoning=progress.reasoning, reasoning_seconds=progress.reasoning_seconds, error=error,
         metrics=metrics | {"promptTokens": usage["prompt_tokens"] if usage else None,
                            "completionTokens": usage["completion_tokens"] if usage else None,
