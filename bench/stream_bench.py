@@ -45,6 +45,17 @@ def _session(pool: int) -> requests.Session:
     return http
 
 
+def minor_faults(pids: list[int]) -> int:
+    """Minor page faults of these processes (fresh memory being touched)."""
+    total = 0
+    for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 def cpu_times(pids: list[int]) -> tuple[float, float]:
     """(user, system) CPU seconds of these processes."""
     user = system = 0
@@ -201,7 +212,7 @@ def main() -> None:
                 direct = run_level(one_direct_stream, [(http, fake.openai_base_url, model)] * level)
                 direct["provider_cpu_ms_per_stream"] = (cpu_seconds([fake._proc.pid]) - fake_before) * 1000 / level
                 direct_runs.append(direct)
-                io_before = io_counts(workers)
+                io_before, faults_before = io_counts(workers), minor_faults(workers)
                 user_before, system_before = cpu_times(pids)
                 run = run_level(one_server_stream, [(http, server.url, headers, sid) for sid in session_ids[:level]])
                 user_after, system_after = cpu_times(pids)
@@ -209,6 +220,7 @@ def main() -> None:
                 run["server_cpu_ms_per_stream"] = (user_ms + system_ms) / level
                 run["server_system_cpu_ms_per_stream"] = system_ms / level
                 io_after = io_counts(workers)
+                run["server_minor_faults_per_stream"] = (minor_faults(workers) - faults_before) / level
                 for name in io_after:
                     run[f"server_{name}_per_stream"] = (io_after[name] - io_before[name]) / level
                 run["server_rss_mb"] = sum(rss_mb(pid) for pid in workers)
