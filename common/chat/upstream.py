@@ -26,7 +26,7 @@ from common.providers import (
     ReasoningDelta,
     StreamEvent,
 )
-from common.providers.base import is_retryable
+from common.providers.errors import is_retryable
 
 RATE_LIMIT_WAIT = 15.0
 ERROR_WAIT = 2.0

@@ -26,10 +26,14 @@ from .base import (
     ModelInfo,
     ProviderAdapter,
     ProviderConfig,
-    ProviderError,
     ProviderStream,
     ReasoningDelta,
     StreamEvent,
+    Usage,
+)
+from .demo import DemoAdapter
+from .errors import (
+    ProviderError,
     UnknownProviderError,
     UpstreamAuthError,
     UpstreamConnectError,
@@ -39,10 +43,8 @@ from .base import (
     UpstreamStreamError,
     UpstreamTimeoutError,
     UpstreamTruncatedError,
-    Usage,
     is_retryable,
 )
-from .demo import DemoAdapter
 from .gemini import GeminiAdapter
 from .ollama import OllamaAdapter
 from .openai import AzureOpenAIAdapter, OpenAIAdapter

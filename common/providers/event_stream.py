@@ -32,15 +32,13 @@ from .base import (
     ContentDelta,
     EndOfStream,
     HTTPClient,
-    ProviderError,
     ProviderStream,
     ReasoningDelta,
     StreamEvent,
-    UpstreamIdleError,
-    UpstreamTruncatedError,
     _StreamCancelled,
 )
 from .body import BodyFramingError, BurstReader, can_read_directly
+from .errors import ProviderError, UpstreamIdleError, UpstreamTruncatedError
 from .framing import LineSplitter, StreamDecoder
 from .transport import MAX_ERROR_BODY, is_timeout, send, short_reason
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
-from .base import StreamEvent, UpstreamMalformedError, Usage
+from .base import StreamEvent, Usage
+from .errors import UpstreamMalformedError
 
 MAX_LINE = 32 * 1024 * 1024
 

@@ -23,9 +23,9 @@ from .base import (
     ProviderConfig,
     ReasoningDelta,
     StreamEvent,
-    UpstreamMalformedError,
     Usage,
 )
+from .errors import UpstreamMalformedError
 from .http_adapter import HTTPAdapter, SSEJSONDecoder, merge_body_section
 from .transport import (
     data_url_parts,

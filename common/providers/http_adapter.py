@@ -22,10 +22,9 @@ from .base import (
     ProviderConfig,
     ProviderStream,
     StreamEvent,
-    UpstreamMalformedError,
-    UpstreamTruncatedError,
     Usage,
 )
+from .errors import UpstreamMalformedError, UpstreamTruncatedError
 from .event_stream import HTTPEventStream
 from .framing import SSEParser, StreamDecoder
 from .transport import (

@@ -21,13 +21,11 @@ from .base import (
     HTTPClient,
     ModelInfo,
     ProviderConfig,
-    ProviderError,
     ReasoningDelta,
     StreamEvent,
-    UpstreamMalformedError,
-    UpstreamTruncatedError,
     Usage,
 )
+from .errors import ProviderError, UpstreamMalformedError, UpstreamTruncatedError
 from .http_adapter import HTTPAdapter, merge_body_section
 from .think import ThinkTagSplitter
 from .transport import (

@@ -26,10 +26,9 @@ from .base import (
     ProviderConfig,
     ReasoningDelta,
     StreamEvent,
-    UpstreamHTTPError,
-    UpstreamMalformedError,
     Usage,
 )
+from .errors import UpstreamHTTPError, UpstreamMalformedError
 from .http_adapter import HTTPAdapter, SSEJSONDecoder
 from .think import ThinkTagSplitter
 from .transport import (

@@ -18,9 +18,12 @@ from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from .base import (
     ContentDelta,
     HTTPClient,
-    ProviderError,
     ReasoningDelta,
     StreamEvent,
+    Usage,
+)
+from .errors import (
+    ProviderError,
     UpstreamAuthError,
     UpstreamConnectError,
     UpstreamHTTPError,
@@ -28,7 +31,6 @@ from .base import (
     UpstreamStreamError,
     UpstreamTimeoutError,
     UpstreamTruncatedError,
-    Usage,
 )
 
 CONNECT_TIMEOUT = 10.0
