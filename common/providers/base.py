@@ -1,4 +1,4 @@
-"""The provider interface: normalized stream events, request/config types, streams and the adapter ABC
+"""The provider interface: normalized stream events, request/config types, streams and the adapter ABC.
 
 Every upstream (OpenAI-compatible servers, Azure OpenAI, Ollama, Google Gemini and the local demo model)
 is reached through a :class:`ProviderAdapter`. Adapters translate one :class:`ChatRequest` into the
