@@ -142,3 +142,35 @@ def test_the_final_write_is_tried_again_until_the_database_is_free(quick_chat):
     saved = _answer_to(app, stream)
     assert saved["stream_status"] == "done" and saved["content"]
     assert [e.type for e in stream.events if e.type in ("complete", "error")] == ["complete"]
+
+
+def test_a_follower_in_another_worker_polls_again_after_a_transient_database_error(quick_chat, tmp_path,
+                                                                                  monkeypatch):
+    import sqlalchemy as sa
+
+    from common.chat.live import DbEventSource
+    from tests.chat_support import new_session, open_stream
+
+    app, _path, admin = quick_chat
+    other = make_app(tmp_path / "data")  # a second worker on the same database
+    try:
+        stream = open_stream(admin, "/api/chat/stream",
+                             {"sessionId": new_session(admin, "fake-slow@chunks=30,delay=50"), "content": "hi"})
+        assistant_id = stream.until("start").data["assistantMessageId"]
+        busy = sqlite3.OperationalError("database is locked")
+        busy.sqlite_errorcode = 5
+        real_fetch_all, failures = common.db.fetch_all, []
+
+        def fails_once(*args, **kwargs):
+            if not failures:
+                failures.append(1)
+                raise sa.exc.OperationalError("SELECT events ...", {}, busy)
+            return real_fetch_all(*args, **kwargs)
+
+        monkeypatch.setattr(common.db, "fetch_all", fails_once)
+        with other.app_context():
+            events = DbEventSource(other, assistant_id).wait_after(0, timeout=5)
+        stream.read_all()
+        assert failures and events and events[0][1]["type"] == "start"
+    finally:
+        close_app(other)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import gevent
 import gevent.event
+import sqlalchemy as sa
 
 from common import sse
 
@@ -90,17 +91,23 @@ class DbEventSource:
         self._last_known = 0
 
     def _read(self, seq: int) -> list[Event]:
-        from common.db import fetch_all, fetch_one
+        from common.db import fetch_all, fetch_one, is_transient_error, release
 
         db = self.app.extensions["parley.db"]
-        with db:
-            batches = fetch_all(
-                db,
-                "SELECT events FROM generation_events WHERE message_id = :m AND last_seq > :s ORDER BY first_seq",
-                m=self.message_id,
-                s=seq,
-            )
-            row = fetch_one(db, "SELECT stream_status FROM messages WHERE id = :m", m=self.message_id)
+        try:
+            with db:
+                batches = fetch_all(
+                    db,
+                    "SELECT events FROM generation_events WHERE message_id = :m AND last_seq > :s ORDER BY first_seq",
+                    m=self.message_id,
+                    s=seq,
+                )
+                row = fetch_one(db, "SELECT stream_status FROM messages WHERE id = :m", m=self.message_id)
+        except sa.exc.DBAPIError as exc:
+            if not is_transient_error(exc):
+                raise
+            release(db)
+            return []  # a busy database: nothing new this time, the next poll tries again
         events = [(s, p) for batch in batches for s, p in json.loads(batch["events"]) if s > seq]
         if events:
             self._last_known = max(self._last_known, events[-1][0])
