@@ -107,7 +107,6 @@ class BurstReader:
     """
 
     def __init__(self, resp: Any, pace: float = 0.0) -> None:
-        self._resp = resp
         self._original = resp.raw._fp
         self._fp = self._original.fp
         self._chunked = ChunkedDecoder() if self._original.chunked else None

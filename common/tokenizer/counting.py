@@ -78,9 +78,6 @@ class _CountCache:
             self._counts.popitem(last=False)
         return counted
 
-    def clear(self) -> None:
-        self._counts.clear()
-
 
 _counts = _CountCache(COUNT_CACHE_ENTRIES)
 
